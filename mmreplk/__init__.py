@@ -1,0 +1,7 @@
+"""mmreplk: RepLKNet large-kernel CNNs for dense prediction on the OpenMMLab stack."""
+from . import utils  # noqa: F401  (registers the checkpoint trust policy with mmengine)
+from .models import RepLKNet, reparameterize
+
+__version__ = '0.1.0'
+
+__all__ = ['RepLKNet', 'reparameterize', '__version__']

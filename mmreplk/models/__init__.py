@@ -1,0 +1,4 @@
+from .backbones import RepLKNet
+from .reparameterize import reparameterize
+
+__all__ = ['RepLKNet', 'reparameterize']

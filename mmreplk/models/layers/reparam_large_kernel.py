@@ -1,0 +1,88 @@
+"""The re-parameterizable large-kernel depth-wise conv of RepLKNet."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+
+from mmreplk.ops import build_depthwise_conv
+from .conv_bn import ConvBN
+
+
+class ReparamLargeKernelConv(BaseModule):
+    """Depth-wise KxK conv trained with a parallel small kernel, folded into one KxK conv.
+
+    Training form: ``lkb_origin`` (KxK depth-wise conv + BN) plus, if ``small_kernel`` is set,
+    ``small_conv`` (small depth-wise conv + BN); the output is their sum. Deploy form: a single
+    biased KxK depth-wise conv ``lkb_reparam``. Both use "same" padding.
+
+    Args:
+        channels (int): Number of channels.
+        kernel_size (int): Large kernel side (odd).
+        small_kernel (int, optional): Parallel small kernel side (odd, smaller than
+            ``kernel_size``), or None for no small branch. Defaults to 5.
+        norm_cfg (dict, optional): Config of the norm layers. Defaults to ``dict(type='BN')``.
+        deploy (bool): Build the folded form directly. Defaults to False.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
+
+    def __init__(self,
+                 channels: int,
+                 kernel_size: int,
+                 small_kernel: int | None = 5,
+                 norm_cfg: dict | None = None,
+                 deploy: bool = False,
+                 init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if kernel_size % 2 == 0:
+            raise ValueError(f'large kernel size must be odd, got {kernel_size}')
+        if small_kernel is not None and (small_kernel % 2 == 0 or small_kernel > kernel_size):
+            raise ValueError(f'small_kernel must be odd and at most the large kernel ({kernel_size}), '
+                             f'got {small_kernel}')
+        self.kernel_size = kernel_size
+        self.small_kernel = small_kernel
+        self.deploy = deploy
+        if deploy:
+            self.lkb_reparam = build_depthwise_conv(channels, kernel_size, bias=True)
+        else:
+            self.lkb_origin = ConvBN(channels, channels, kernel_size, groups=channels,
+                                     norm_cfg=norm_cfg)
+            if small_kernel is not None:
+                self.small_conv = ConvBN(channels, channels, small_kernel, groups=channels,
+                                         norm_cfg=norm_cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.deploy:
+            return self.lkb_reparam(x)
+        out = self.lkb_origin(x)
+        if self.small_kernel is not None:
+            out = out + self.small_conv(x)
+        return out
+
+    def get_equivalent_kernel_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Kernel (C, 1, K, K) and bias (C,) of the single conv equal to the training form."""
+        if self.deploy:
+            return self.lkb_reparam.weight, self.lkb_reparam.bias
+        kernel, bias = self.lkb_origin.get_equivalent_kernel_bias()
+        if self.small_kernel is not None:
+            small_kernel, small_bias = self.small_conv.get_equivalent_kernel_bias()
+            pad = (self.kernel_size - self.small_kernel) // 2
+            kernel = kernel + F.pad(small_kernel, [pad] * 4)
+            bias = bias + small_bias
+        return kernel, bias
+
+    @torch.no_grad()
+    def reparameterize(self) -> None:
+        """Replaces the training branches by ``lkb_reparam`` in place. Idempotent."""
+        if self.deploy:
+            return
+        kernel, bias = self.get_equivalent_kernel_bias()
+        conv = build_depthwise_conv(kernel.shape[0], self.kernel_size, bias=True)
+        conv.to(device=kernel.device, dtype=kernel.dtype)
+        conv.weight.copy_(kernel)
+        conv.bias.copy_(bias)
+        self.lkb_reparam = conv
+        del self.lkb_origin
+        if self.small_kernel is not None:
+            del self.small_conv
+        self.deploy = True

@@ -1,0 +1,101 @@
+"""The one place checkpoints are read from disk, with a deliberate trust policy.
+
+torch >= 2.6 loads with ``weights_only=True`` by default, which mmengine 0.10.7 does not expect:
+its runner checkpoints hold a pickled message hub (``HistoryBuffer`` objects, numpy arrays and
+scalars). Falling back to full unpickling would let a downloaded file run code. Instead:
+
+* every checkpoint is read with ``weights_only=True``, with exactly the types that runner
+  checkpoints contain allow-listed (:data:`RUNNER_CHECKPOINT_GLOBALS`);
+* a file that needs anything else is refused with :class:`UntrustedCheckpointError`, which names
+  the file and the opt-in: ``trusted_checkpoints()`` in code, ``--trust-checkpoint`` in the tools.
+
+Importing :mod:`mmreplk` registers :func:`load_local_checkpoint` as mmengine's loader for local
+paths, so runner resume, ``load_from``, ``tools/test.py`` and the inferencers all use this policy.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+import pickle
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from mmengine.logging.history_buffer import HistoryBuffer
+from mmengine.runner.checkpoint import CheckpointLoader
+
+TRUST_HINT = ('If you trust this file, load it with --trust-checkpoint (tools) or inside '
+              '`with mmreplk.utils.trusted_checkpoints():` (code); that runs any code it contains.')
+
+
+def _numpy_globals() -> list:
+    core = np._core if hasattr(np, '_core') else np.core  # numpy 2 renamed core -> _core
+    found = [np.ndarray, np.dtype, core.multiarray._reconstruct, core.multiarray.scalar]
+    found += [type(np.dtype(name)) for name in ('float16', 'float32', 'float64', 'int32', 'int64',
+                                                  'uint8', 'bool')]
+    return found
+
+
+#: Types (beyond tensors and containers) found in checkpoints written by mmengine's runner.
+RUNNER_CHECKPOINT_GLOBALS = [HistoryBuffer, *_numpy_globals()]
+
+_trust_all: contextvars.ContextVar[bool] = contextvars.ContextVar('mmreplk_trust_all', default=False)
+
+
+class UntrustedCheckpointError(RuntimeError):
+    """A checkpoint needs arbitrary unpickling, which is refused unless explicitly trusted."""
+
+
+@contextlib.contextmanager
+def trusted_checkpoints() -> Iterator[None]:
+    """Within this context, checkpoints that need full unpickling are loaded.
+
+    Only use it for files whose origin you trust: unpickling can run arbitrary code.
+    """
+    token = _trust_all.set(True)
+    try:
+        yield
+    finally:
+        _trust_all.reset(token)
+
+
+def load_checkpoint_file(filename: str | os.PathLike,
+                         map_location: str | torch.device | None = 'cpu',
+                         trusted: bool = False) -> object:
+    """Reads a checkpoint under the trust policy described in this module.
+
+    Args:
+        filename (str | os.PathLike): Path of the ``.pth`` file.
+        map_location (str | torch.device, optional): Where to put tensors. Defaults to 'cpu'.
+        trusted (bool): Allow full unpickling for this file. Defaults to False (or True inside
+            :func:`trusted_checkpoints`).
+
+    Returns:
+        object: What was saved, usually a dict.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        UntrustedCheckpointError: The file needs arbitrary unpickling and is not trusted.
+    """
+    filename = os.fspath(filename)
+    if not os.path.isfile(filename):
+        raise FileNotFoundError(f'checkpoint file not found: {filename}')
+    if trusted or _trust_all.get():
+        return torch.load(filename, map_location=map_location, weights_only=False)
+    try:
+        with torch.serialization.safe_globals(RUNNER_CHECKPOINT_GLOBALS):
+            return torch.load(filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UntrustedCheckpointError(
+            f'refused to load checkpoint {filename}: it needs unpickling beyond weights and the '
+            f'types runner checkpoints contain ({reason}). {TRUST_HINT}') from None
+
+
+def load_local_checkpoint(filename: str, map_location: str | torch.device | None = None) -> object:
+    """mmengine ``CheckpointLoader`` scheme for local paths, under the trust policy."""
+    return load_checkpoint_file(filename, map_location=map_location)
+
+
+CheckpointLoader.register_scheme(prefixes='', loader=load_local_checkpoint, force=True)
