@@ -60,7 +60,7 @@ def test_runner_checkpoint_loads_with_weights_only(tmp_path):
             self.linear = torch.nn.Linear(2, 1)
 
         def forward(self, inputs, data_samples=None, mode='tensor'):
-            out = self.linear(torch.stack(inputs))
+            out = self.linear(inputs)
             return dict(loss=out.square().mean()) if mode == 'loss' else out
 
     data = [dict(inputs=torch.randn(2)) for _ in range(8)]
