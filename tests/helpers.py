@@ -21,3 +21,14 @@ def assert_close_relative(actual: torch.Tensor, expected: torch.Tensor, rel: flo
     diff = (actual - expected).abs().max().item()
     scale = expected.abs().max().item()
     assert diff <= rel * scale, f'max abs diff {diff:.3e} > {rel} x max abs output {scale:.3e}'
+
+
+def load_tool(relative_path: str):
+    """Imports a script under tools/ as a module, so tests can call its ``main(argv)``."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).parents[1] / 'tools' / relative_path
+    spec = importlib.util.spec_from_file_location(f'tool_{path.stem}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -37,8 +37,24 @@ def _numpy_globals() -> list:
     return found
 
 
+_HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+def _history_buffer_statistic(owner: object, name: str) -> object:
+    """Stands in for ``getattr`` while unpickling: returns only HistoryBuffer's statistics.
+
+    ``HistoryBuffer.__getstate__`` pickles its statistics methods as ``getattr(HistoryBuffer,
+    'min')`` etc., so every runner checkpoint with a message hub calls ``builtins.getattr``.
+    A general ``getattr`` would let a file reach arbitrary attributes; this one cannot.
+    """
+    if owner is not HistoryBuffer or name not in _HISTORY_BUFFER_STATISTICS:
+        raise pickle.UnpicklingError(f'getattr({owner!r}, {name!r}) is not allowed')
+    return getattr(owner, name)
+
+
 #: Types (beyond tensors and containers) found in checkpoints written by mmengine's runner.
-RUNNER_CHECKPOINT_GLOBALS = [HistoryBuffer, *_numpy_globals()]
+RUNNER_CHECKPOINT_GLOBALS = [HistoryBuffer, *_numpy_globals(),
+                             (_history_buffer_statistic, 'builtins.getattr')]
 
 _trust_all: contextvars.ContextVar[bool] = contextvars.ContextVar('mmreplk_trust_all', default=False)
 
@@ -81,6 +97,8 @@ def load_checkpoint_file(filename: str | os.PathLike,
     filename = os.fspath(filename)
     if not os.path.isfile(filename):
         raise FileNotFoundError(f'checkpoint file not found: {filename}')
+    if filename.endswith('.safetensors'):
+        return _load_safetensors(filename, map_location)
     if trusted or _trust_all.get():
         return torch.load(filename, map_location=map_location, weights_only=False)
     try:
@@ -91,6 +109,17 @@ def load_checkpoint_file(filename: str | os.PathLike,
         raise UntrustedCheckpointError(
             f'refused to load checkpoint {filename}: it needs unpickling beyond weights and the '
             f'types runner checkpoints contain ({reason}). {TRUST_HINT}') from None
+
+
+def _load_safetensors(filename: str, map_location: str | torch.device | None) -> dict:
+    """safetensors files hold only tensors, so they need no trust decision."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError as err:
+        raise ImportError(f'{filename} is a safetensors file; install it with '
+                          '`pip install safetensors`') from err
+    device = map_location if isinstance(map_location, (str, torch.device)) else 'cpu'
+    return load_file(filename, device=str(device))
 
 
 def load_local_checkpoint(filename: str, map_location: str | torch.device | None = None) -> object:

@@ -80,3 +80,10 @@ def test_runner_checkpoint_loads_with_weights_only(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         load_checkpoint_file(tmp_path / 'nope.pth')
+
+
+def test_safetensors_file_loads(tmp_path):
+    safetensors = pytest.importorskip('safetensors.torch', reason='safetensors is not installed')
+    path = tmp_path / 'weights.safetensors'
+    safetensors.save_file({'stem.0.conv.weight': torch.ones(2, 3)}, str(path))
+    torch.testing.assert_close(load_checkpoint_file(path)['stem.0.conv.weight'], torch.ones(2, 3))

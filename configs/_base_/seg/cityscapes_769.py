@@ -1,0 +1,21 @@
+# mmseg's cityscapes_769x769 pipelines, 8 GPUs x 2 images, and the paper's multi-scale + flip test:
+# ratios 0.5-1.75 of the single-scale test size (mmseg's own tta_pipeline scales the raw image).
+_base_ = ['mmseg::_base_/datasets/cityscapes_769x769.py']
+
+test_scale = (2049, 1025)
+img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [dict(type='Resize', scale=(int(test_scale[0] * r), int(test_scale[1] * r)),
+                  keep_ratio=True) for r in img_ratios],
+            [dict(type='RandomFlip', prob=0., direction='horizontal'),
+             dict(type='RandomFlip', prob=1., direction='horizontal')],
+            [dict(type='LoadAnnotations')],
+            [dict(type='PackSegInputs')],
+        ])
+]
+
+train_dataloader = dict(batch_size=2, num_workers=4)

@@ -1,0 +1,176 @@
+"""``train``/``test`` entry points over mmengine's Runner, with the checks the tools rely on.
+
+Before a Runner is built: the datasets are checked on disk, an unset pretrained-backbone path is
+reported once (training continues from random initialisation), ``--amp`` is refused on CPU-only
+torch, and a ``--launcher pytorch`` run without CUDA is set up for CPU (gloo).
+"""
+from __future__ import annotations
+
+import datetime
+import os
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.config import Config
+from mmengine.logging import MMLogger
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from mmreplk.datasets.layout import check_dataset_layout
+from .errors import ToolError
+
+_SYNC_NORMS = ('SyncBN', 'MMSyncBN')
+
+
+def _logger() -> MMLogger:
+    return MMLogger.get_current_instance()
+
+
+def resolve_pretrained(cfg: Config) -> Config:
+    """Drops an unset ``Pretrained`` backbone init (with one warning) and checks a set one.
+
+    The configs carry ``model.backbone.init_cfg=dict(type='Pretrained', checkpoint=None)`` as the
+    field users fill in with ``--cfg-options model.backbone.init_cfg.checkpoint=PATH``.
+
+    Args:
+        cfg (Config): Full config (edited in place).
+
+    Returns:
+        Config: ``cfg``.
+
+    Raises:
+        ToolError: The checkpoint is a local path that does not exist.
+    """
+    backbone = cfg.get('model', {}).get('backbone')
+    init_cfg = backbone.get('init_cfg') if backbone else None
+    if not isinstance(init_cfg, dict) or init_cfg.get('type') != 'Pretrained':
+        return cfg
+    checkpoint = init_cfg.get('checkpoint')
+    if not checkpoint:
+        _logger().warning(
+            'No pretrained backbone weights set: training starts from random initialisation, '
+            'far below the paper\'s figures. Set them with --cfg-options '
+            'model.backbone.init_cfg.checkpoint=PATH (e.g. RepLKNet-31B_ImageNet-1K_224.pth).')
+        backbone.init_cfg = None
+    elif '://' not in str(checkpoint) and not os.path.isfile(checkpoint):
+        raise ToolError(f'pretrained backbone checkpoint not found: {checkpoint} '
+                        f'(model.backbone.init_cfg.checkpoint)')
+    return cfg
+
+
+def check_amp(cfg: Config) -> None:
+    """Refuses AMP without CUDA with a clear message (mmengine's own error is obscure).
+
+    Args:
+        cfg (Config): Full config.
+
+    Raises:
+        ToolError: AMP is requested and CUDA is not available.
+    """
+    wrapper = cfg.get('optim_wrapper', {}).get('type')
+    if wrapper == 'AmpOptimWrapper' and not torch.cuda.is_available():
+        raise ToolError('--amp (AmpOptimWrapper) needs a CUDA GPU, and this torch has none '
+                        f'(torch {torch.__version__}); train without --amp on CPU')
+
+
+def _replace_sync_norms(node: object) -> None:
+    if isinstance(node, dict):
+        if node.get('type') in _SYNC_NORMS:
+            node['type'] = 'BN'
+        for value in node.values():
+            _replace_sync_norms(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _replace_sync_norms(value)
+
+
+def prepare_distributed(cfg: Config) -> Config:
+    """Makes ``launcher='pytorch'`` work without CUDA: gloo, DDP without device ids, plain BN.
+
+    mmengine's pytorch launcher calls ``torch.cuda.set_device`` and wraps the model with
+    ``device_ids=[LOCAL_RANK]``; both fail on CPU. So the process group is initialised here
+    (mmengine then skips its own initialisation), the DDP wrapper gets ``device_ids=None``, and
+    SyncBN, which has no CPU implementation, becomes BN. With CUDA, or with launcher 'none',
+    nothing changes.
+
+    Args:
+        cfg (Config): Full config (edited in place).
+
+    Returns:
+        Config: ``cfg``.
+
+    Raises:
+        ToolError: A launcher other than pytorch is asked for without CUDA, or the
+            torchrun environment variables are missing.
+    """
+    launcher = cfg.get('launcher', 'none')
+    if launcher == 'none' or torch.cuda.is_available():
+        return cfg
+    if launcher != 'pytorch':
+        raise ToolError(f'--launcher {launcher} needs CUDA; on CPU use --launcher pytorch '
+                        f'through torchrun (tools/dist_train.sh)')
+    missing = [key for key in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+               if key not in os.environ]
+    if missing:
+        raise ToolError(f'--launcher pytorch expects to be started by torchrun '
+                        f'(tools/dist_train.sh); environment variables {missing} are not set')
+    if not torch_dist.is_initialized():
+        timeout = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('timeout')
+        kwargs = {} if timeout is None else {'timeout': datetime.timedelta(seconds=timeout)}
+        torch_dist.init_process_group('gloo', rank=int(os.environ['RANK']),
+                                      world_size=int(os.environ['WORLD_SIZE']), **kwargs)
+    wrapper = dict(cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel'))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    _replace_sync_norms(cfg.model)
+    _logger().info('CPU distributed run: gloo backend, DDP without device ids, SyncBN -> BN')
+    return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Builds the Runner the way mmseg/mmdet tools do (``runner_type`` honoured).
+
+    Args:
+        cfg (Config): Full config.
+
+    Returns:
+        Runner: The runner.
+    """
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def train(cfg: Config) -> Runner:
+    """Checks the setup, builds a Runner and trains.
+
+    Args:
+        cfg (Config): Full config, e.g. from :func:`mmreplk.apis.merge_train_args`.
+
+    Returns:
+        Runner: The runner after training (its ``work_dir`` holds logs and checkpoints).
+    """
+    check_dataset_layout(cfg, splits=('train', 'val'))
+    check_amp(cfg)
+    resolve_pretrained(cfg)
+    prepare_distributed(cfg)
+    runner = build_runner(cfg)
+    runner.train()
+    return runner
+
+
+def test(cfg: Config) -> dict:
+    """Checks the setup, builds a Runner and evaluates ``cfg.load_from`` on the test split.
+
+    Args:
+        cfg (Config): Full config, e.g. from :func:`mmreplk.apis.merge_test_args`.
+
+    Returns:
+        dict: The metrics, e.g. ``{'mIoU': 41.2, 'aAcc': ..., 'mAcc': ...}``.
+    """
+    check_dataset_layout(cfg, splits=('test',))
+    load_from = cfg.get('load_from')
+    if not load_from or ('://' not in str(load_from) and not os.path.isfile(load_from)):
+        raise ToolError(f'checkpoint file not found: {load_from}')
+    prepare_distributed(cfg)
+    return build_runner(cfg).test()

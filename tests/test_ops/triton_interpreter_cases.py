@@ -1,0 +1,78 @@
+"""Worker for test_triton_interpreter.py: runs the Triton kernels under TRITON_INTERPRET=1.
+
+Run in a subprocess so the interpreter setting (read when the kernels are decorated) never leaks
+into the test process. Reads a JSON list of cases from argv[1], prints one JSON object mapping
+each case name to its errors relative to a float64 ``F.conv2d`` reference.
+"""
+import itertools
+import json
+import os
+import sys
+
+if os.environ.get('TRITON_INTERPRET') != '1':
+    sys.exit('run with TRITON_INTERPRET=1 (set before triton is imported)')
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from mmreplk.ops import _triton_depthwise as kernels  # noqa: E402
+from mmreplk.ops import depthwise_conv2d  # noqa: E402
+
+DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return ((actual.double() - expected).abs().max() / expected.abs().max()).item()
+
+
+def run_case(case: dict) -> dict:
+    """Errors of the forward and all gradients: through the autograd op, or (``all_configs``) of
+    the raw kernels under every tile configuration the GPU autotuner may pick."""
+    torch.manual_seed(case.get('seed', 0))
+    dtype = DTYPES[case['dtype']]
+    n, c, h, w, k = case['shape']
+    x = torch.randn(n, c, h, w, dtype=dtype)
+    weight = torch.randn(c, 1, k, k, dtype=dtype)
+    bias = torch.randn(c, dtype=dtype) if case['bias'] else None
+    grad_out = torch.randn(n, c, h, w, dtype=dtype)
+
+    ref_inputs = [t.double().requires_grad_() for t in (x, weight)]
+    ref_bias = bias.double().requires_grad_() if bias is not None else None
+    ref = F.conv2d(*ref_inputs, ref_bias, padding=k // 2, groups=c)
+    ref.backward(grad_out.double())
+    ref_grads = dict(out=ref, grad_x=ref_inputs[0].grad, grad_w=ref_inputs[1].grad)
+    if ref_bias is not None:
+        ref_grads['grad_b'] = ref_bias.grad
+
+    errors = {}
+    if case.get('all_configs'):
+        flipped = weight.flip((2, 3)).contiguous()
+        for fwd, wgrad in itertools.zip_longest(kernels._FWD_SHAPES, kernels._WGRAD_SHAPES):
+            fwd, wgrad = fwd or kernels._FWD_SHAPES[0], wgrad or kernels._WGRAD_SHAPES[0]
+            fwd_config = dict(BLOCK_H=fwd[0], BLOCK_W=fwd[1])
+            wgrad_config = dict(BLOCK_H=wgrad[0], BLOCK_W=wgrad[1])
+            tag = f'fwd{fwd[0]}x{fwd[1]}/wgrad{wgrad[0]}x{wgrad[1]}'
+            outputs = dict(out=kernels.conv_forward(x, weight, bias, config=fwd_config),
+                           grad_x=kernels.conv_forward(grad_out, flipped, None, config=fwd_config),
+                           grad_w=kernels.conv_weight_grad(x, grad_out, k, config=wgrad_config))
+            for name, value in outputs.items():
+                errors[f'{name}@{tag}'] = relative_error(value, ref_grads[name])
+        return errors
+
+    leaves = [t.clone().requires_grad_() for t in (x, weight)]
+    leaf_bias = bias.clone().requires_grad_() if bias is not None else None
+    out = depthwise_conv2d(*leaves, leaf_bias, impl='triton')
+    out.backward(grad_out)
+    outputs = dict(out=out, grad_x=leaves[0].grad, grad_w=leaves[1].grad)
+    if leaf_bias is not None:
+        outputs['grad_b'] = leaf_bias.grad
+    for name, value in outputs.items():
+        assert value.dtype == dtype and value.shape == ref_grads[name].shape, (name, value.dtype)
+        errors[name] = relative_error(value, ref_grads[name])
+    return errors
+
+
+if __name__ == '__main__':
+    assert kernels.interpreting(), 'the kernels were not built for the interpreter'
+    cases = json.loads(sys.argv[1])
+    print(json.dumps({case['name']: run_case(case) for case in cases}))

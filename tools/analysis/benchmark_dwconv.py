@@ -1,0 +1,97 @@
+"""Depth-wise conv speed in the layout of RepLKNet's Table 1 (24 stacked layers, 384 channels).
+
+Examples:
+    # the paper's setting, on a GPU: input (64, 384, R, R), K 3/7/13/31, R 16/32/64
+    python tools/analysis/benchmark_dwconv.py --device cuda
+    # a reduced CPU run (a few minutes on 2 cores)
+    python tools/analysis/benchmark_dwconv.py --device cpu --batch-size 1 --resolutions 16 32 \
+        --runs 2 --out work_dirs/dwconv_cpu.md
+
+See :mod:`mmreplk.ops.benchmark`; 'auto' is the package's dispatcher, 'nchw' plain PyTorch.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from pathlib import Path
+
+import torch
+from mmengine.logging import MMLogger
+
+from mmreplk.deployment.cli import run_tool
+from mmreplk.ops import IMPLEMENTATIONS
+from mmreplk.ops.benchmark import MODES, benchmark_depthwise, format_table
+
+DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+#: The paper's batch on GPU; a CPU pass through 24 layers at K=31 takes seconds per image.
+DEFAULT_BATCH = {'cuda': 64, 'cpu': 1}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Time 24 stacked depth-wise convs per implementation (paper Table 1).')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+                        help='cpu or cuda (default: cuda when available)')
+    parser.add_argument('--kernel-sizes', type=int, nargs='+', default=[3, 7, 13, 31])
+    parser.add_argument('--resolutions', type=int, nargs='+', default=[16, 32, 64])
+    parser.add_argument('--batch-size', type=int,
+                        help=f'batch (default: {DEFAULT_BATCH["cuda"]} on cuda, '
+                        f'{DEFAULT_BATCH["cpu"]} on cpu)')
+    parser.add_argument('--channels', type=int, default=384)
+    parser.add_argument('--depth', type=int, default=24, help='stacked layers (default 24)')
+    parser.add_argument('--impls', nargs='+', default=['nchw', 'channels_last', 'auto'],
+                        choices=IMPLEMENTATIONS)
+    parser.add_argument('--modes', nargs='+', default=list(MODES), choices=MODES)
+    parser.add_argument('--dtype', default='fp32', choices=sorted(DTYPES))
+    parser.add_argument('--warmup', type=int, default=1, help='untimed passes per cell')
+    parser.add_argument('--runs', type=int, default=3, help='timed passes per cell (median)')
+    parser.add_argument('--out', help='also write the table (markdown) to this file')
+    return parser.parse_args(argv)
+
+
+def device_name(device: torch.device) -> str:
+    """Human-readable name of the device the benchmark ran on."""
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path('/proc/cpuinfo')
+    if cpuinfo.exists():
+        models = [line.split(':', 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                  if line.startswith('model name')]
+        cpu = models[0] if models else cpu
+    return f'{cpu} CPU ({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads'
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def work() -> int:
+        device = torch.device(args.device)
+        if device.type == 'cuda' and not torch.cuda.is_available():
+            raise ValueError('--device cuda given but torch sees no GPU; use --device cpu')
+        if any(k % 2 == 0 for k in args.kernel_sizes):
+            raise ValueError(f'--kernel-sizes must be odd, got {args.kernel_sizes}')
+        batch = args.batch_size or DEFAULT_BATCH.get(device.type, 1)
+        logger = MMLogger.get_instance('benchmark_dwconv')
+        logger.info(f'timing {args.depth} depth-wise layers on ({batch}, {args.channels}, R, R) '
+                    f'{args.dtype} on {device_name(device)}')
+        results = benchmark_depthwise(args.kernel_sizes, args.resolutions, batch, args.channels,
+                                      args.depth, args.impls, args.modes, device,
+                                      DTYPES[args.dtype], args.warmup, args.runs)
+        title = (f'{args.depth} stacked depth-wise layers, input ({batch}, {args.channels}, R, R), '
+                 f'{args.dtype}, {device_name(device)}, torch {torch.__version__}; '
+                 'ms per pass, GFLOP/s, speed-up over nchw; (..) = path auto ran')
+        table = format_table(results)
+        print(f'{title}\n\n{table}')
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(f'{title}\n\n{table}\n')
+            logger.info(f'table written to {args.out}')
+        return 0
+
+    return run_tool(work, 'benchmark_dwconv')
+
+
+if __name__ == '__main__':
+    sys.exit(main())
