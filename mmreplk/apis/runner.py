@@ -136,6 +136,13 @@ def build_runner(cfg: Config) -> Runner:
     Returns:
         Runner: The runner.
     """
+    visualizer = cfg.get('visualizer')
+    if isinstance(visualizer, dict):
+        # mmseg/mmdet name their visualizer 'visualizer', and mmengine hands back an existing
+        # instance of that name, of whatever class: a detection run after a segmentation run in
+        # one process would draw with the wrong visualizer. Unnamed, the Runner uses its own
+        # experiment name; the visualization hooks find it with get_current_instance().
+        visualizer.pop('name', None)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)

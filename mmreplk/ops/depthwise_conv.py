@@ -66,10 +66,12 @@ def prefers_channels_last(device: torch.device | str, kernel_size: int) -> bool:
     return device.type in ('cpu', 'cuda') and kernel_size >= CHANNELS_LAST_MIN_KERNEL
 
 
-def select_depthwise_impl(device: torch.device | str, dtype: torch.dtype, kernel_size: int) -> str:
+def select_depthwise_impl(device: torch.device | str, dtype: torch.dtype, kernel_size: int,
+                          prefer_triton: bool = False) -> str:
     """The implementation ``impl='auto'`` runs for a device, dtype and kernel size.
 
-    Rules: CUDA with Triton installed, fp32/fp16/bf16, ``K >= TRITON_MIN_KERNEL`` -> 'triton';
+    Rules: CUDA with Triton installed, fp32/fp16/bf16, ``K >= TRITON_MIN_KERNEL`` and
+    ``prefer_triton`` -> 'triton';
     CPU with fp16/bf16 or ``K >= CHANNELS_LAST_MIN_KERNEL`` -> 'cpu'; otherwise 'channels_last'
     where :func:`prefers_channels_last` says so, else 'nchw'. Triton is never chosen on CPU.
 
@@ -77,13 +79,17 @@ def select_depthwise_impl(device: torch.device | str, dtype: torch.dtype, kernel
         device (torch.device | str): Device of the input.
         dtype (torch.dtype): Dtype of the input.
         kernel_size (int): Side of the square kernel.
+        prefer_triton (bool): Pick the Triton kernel on CUDA. Off by default until the kernel
+            has been validated and timed on real GPUs (so far it is verified through Triton's
+            interpreter and an sm_90 compile only); 'auto' runs cuDNN channels_last there, and
+            ``impl='triton'`` selects the kernel explicitly. Defaults to False.
 
     Returns:
         str: One of :data:`IMPLEMENTATIONS` other than 'auto'.
     """
     device = torch.device(device)
-    if (device.type == 'cuda' and dtype in _TRITON_DTYPES and kernel_size >= TRITON_MIN_KERNEL
-            and triton_available()):
+    if (prefer_triton and device.type == 'cuda' and dtype in _TRITON_DTYPES
+            and kernel_size >= TRITON_MIN_KERNEL and triton_available()):
         return 'triton'
     if device.type == 'cpu' and (dtype in (torch.float16, torch.bfloat16)
                                  or kernel_size >= CHANNELS_LAST_MIN_KERNEL):

@@ -74,8 +74,8 @@ def test_cuda_paths_match_conv2d(impl, kernel_size, dtype_name):
     ('cpu', torch.float16, 31, True, 'cpu'),
     ('cpu', torch.bfloat16, 3, True, 'cpu'),
     ('cpu', torch.float64, 31, True, 'cpu'),
-    ('cuda', torch.float32, 31, True, 'triton'),
-    ('cuda', torch.bfloat16, 7, True, 'triton'),
+    ('cuda', torch.float32, 31, True, 'channels_last'),
+    ('cuda', torch.bfloat16, 7, True, 'channels_last'),
     ('cuda', torch.float32, 5, True, 'nchw'),
     ('cuda', torch.float64, 31, True, 'channels_last'),
     ('cuda', torch.float16, 31, False, 'channels_last'),
@@ -84,6 +84,14 @@ def test_cuda_paths_match_conv2d(impl, kernel_size, dtype_name):
 def test_dispatch_rules(monkeypatch, device, dtype, kernel_size, triton, expected):
     monkeypatch.setattr(dw_module, 'triton_available', lambda: triton)
     assert select_depthwise_impl(device, dtype, kernel_size) == expected
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_triton_rule_when_preferred(monkeypatch, dtype):
+    monkeypatch.setattr(dw_module, 'triton_available', lambda: True)
+    assert select_depthwise_impl('cuda', dtype, 31, prefer_triton=True) == 'triton'
+    assert select_depthwise_impl('cuda', dtype, 5, prefer_triton=True) == 'nchw'
+    assert select_depthwise_impl('cpu', dtype, 31, prefer_triton=True) == 'cpu'
 
 
 def test_auto_never_runs_triton_on_cpu(monkeypatch):
