@@ -183,7 +183,7 @@ class RepLKNet(BaseModule):
         ])
 
         layers = settings['layers']
-        rates = torch.linspace(0, drop_path_rate, sum(layers)).tolist()
+        rates = _linear_rates(drop_path_rate, sum(layers))
         self.stages = nn.ModuleList()
         self.transitions = nn.ModuleList()
         for i in range(self.num_stages):
@@ -291,6 +291,13 @@ def _check_arch(settings: dict) -> None:
     for key in ('dw_ratio', 'ffn_ratio'):
         if settings[key] <= 0:
             raise ValueError(f'{key} must be positive, got {settings[key]}')
+
+
+def _linear_rates(last: float, count: int) -> list[float]:
+    """``count`` rates from 0 to ``last``, in plain Python so the model builds on the meta device."""
+    if count == 1:
+        return [0.]
+    return [last * i / (count - 1) for i in range(count)]
 
 
 def _resolve_out_indices(out_indices: int | Sequence[int], num_stages: int) -> tuple[int, ...]:

@@ -240,3 +240,9 @@ def test_registry_lookup_from_mmseg_and_mmdet_scopes():
     for registry in (SEG_MODELS, DET_MODELS):
         model = registry.build(dict(type='RepLKNet', arch=TINY_ARCH, out_indices=(1, 3)))
         assert isinstance(model, RepLKNet) and model.out_indices == (1, 3)
+
+
+def test_builds_on_meta_device():
+    with torch.device('meta'):
+        model = RepLKNet(arch='XL', norm_intermediate_features=True)
+    assert sum(p.numel() for p in model.parameters()) == 333_390_336
