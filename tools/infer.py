@@ -26,6 +26,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--max-pixels', type=int, default=MAX_IMAGE_PIXELS,
                         help='skip larger images (width x height) unread, to bound memory '
                         f'(default {MAX_IMAGE_PIXELS})')
+    parser.add_argument('--score-thr', type=float,
+                        help='detection only: draw detections scoring at least this (default 0.3)')
     add_trust_arg(parser)
     return parser.parse_args(argv)
 
@@ -34,8 +36,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     with exit_on_user_error(), checkpoint_trust(args):
         # infer_folder logs the summary line itself.
+        options = {} if args.score_thr is None else dict(score_thr=args.score_thr)
         infer_folder(args.config, args.checkpoint, args.input_dir, args.out_dir,
-                     device=args.device, batch_size=args.batch_size, max_pixels=args.max_pixels)
+                     device=args.device, batch_size=args.batch_size, max_pixels=args.max_pixels,
+                     predictor_options=options)
 
 
 if __name__ == '__main__':

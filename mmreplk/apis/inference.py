@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import importlib
+import inspect
 import io
 import os
 import pathlib
@@ -175,13 +176,15 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> n
     return np.ascontiguousarray(image)
 
 
-def build_predictor(cfg: Config, checkpoint: str, device: str = 'cpu') -> Predictor:
+def build_predictor(cfg: Config, checkpoint: str, device: str = 'cpu',
+                    **options) -> Predictor:
     """Builds the :class:`Predictor` that fits the config's ``default_scope``.
 
     Args:
         cfg (Config): Model config.
         checkpoint (str): Local checkpoint path.
         device (str): Torch device. Defaults to 'cpu'.
+        **options: Task-specific predictor arguments, e.g. ``score_thr`` for detection.
 
     Returns:
         Predictor: The task's predictor.
@@ -194,7 +197,11 @@ def build_predictor(cfg: Config, checkpoint: str, device: str = 'cpu') -> Predic
         raise FileNotFoundError(f'checkpoint file not found: {checkpoint}')
     module_name, class_name = PREDICTORS[scope].rsplit('.', 1)
     predictor_cls = getattr(importlib.import_module(module_name), class_name)
-    return predictor_cls(cfg, checkpoint, device)
+    accepted = inspect.signature(predictor_cls).parameters
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f'{unknown} do not apply to {scope} configs ({class_name})')
+    return predictor_cls(cfg, checkpoint, device, **options)
 
 
 def _walk_files(input_dir: pathlib.Path, skip: pathlib.Path) -> Iterator[tuple[pathlib.Path, str]]:
@@ -219,7 +226,8 @@ def infer_folder(config: str | os.PathLike | Config,
                  out_dir: str | os.PathLike,
                  device: str = 'cpu',
                  batch_size: int = 1,
-                 max_pixels: int = MAX_IMAGE_PIXELS) -> InferenceSummary:
+                 max_pixels: int = MAX_IMAGE_PIXELS,
+                 predictor_options: dict | None = None) -> InferenceSummary:
     """Runs a model on every image of a folder tree and writes its outputs mirroring the tree.
 
     Every file is tried, whatever its extension; files that are not readable images are logged
@@ -235,6 +243,8 @@ def infer_folder(config: str | os.PathLike | Config,
         batch_size (int): Images per forward pass. Defaults to 1.
         max_pixels (int): Larger images are skipped as too large, unread (see
             :func:`read_image`). Defaults to :data:`MAX_IMAGE_PIXELS`.
+        predictor_options (dict, optional): Task-specific predictor arguments (see
+            :func:`build_predictor`). Defaults to None.
 
     Returns:
         InferenceSummary: Counts and skipped files.
@@ -247,7 +257,7 @@ def infer_folder(config: str | os.PathLike | Config,
     if batch_size < 1:
         raise ValueError(f'batch_size must be at least 1, got {batch_size}')
     cfg = config if isinstance(config, Config) else load_config(config)
-    predictor = build_predictor(cfg, checkpoint, device)
+    predictor = build_predictor(cfg, checkpoint, device, **(predictor_options or {}))
     out_dir.mkdir(parents=True, exist_ok=True)
 
     skip = out_dir.resolve()

@@ -104,3 +104,11 @@ def test_build_predictor_errors(tmp_path, fake_scope):
     with pytest.raises(FileNotFoundError, match='input folder not found'):
         infer_folder(cfg, checkpoint, tmp_path / 'nowhere', tmp_path / 'out')
     assert isinstance(build_predictor(cfg, checkpoint), CountingPredictor)
+
+
+def test_predictor_options_must_fit_the_task(tmp_path):
+    checkpoint = tmp_path / 'model.pth'
+    checkpoint.write_bytes(b'')
+    cfg = Config(dict(default_scope='mmseg'))
+    with pytest.raises(ValueError, match=r"\['score_thr'\] do not apply to mmseg configs"):
+        build_predictor(cfg, str(checkpoint), score_thr=0.5)
