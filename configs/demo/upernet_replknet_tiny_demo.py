@@ -10,7 +10,7 @@ data_root = 'data/demo_ade'
 crop_size = (128, 128)
 channels = [16, 32, 64, 128]
 norm_cfg = dict(type='BN', requires_grad=True)
-max_iters = 400
+max_iters = 600
 
 model = dict(
     data_preprocessor=dict(size=crop_size),

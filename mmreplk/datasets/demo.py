@@ -23,6 +23,9 @@ DEMO_CLASSES = ('sky', 'ground', 'disc', 'square', 'triangle')
 DEMO_PALETTE = [[70, 130, 180], [140, 90, 40], [220, 20, 60], [0, 160, 80], [250, 200, 0]]
 _MARKER = '.mmreplk_demo'
 _RING = 2
+# Circumradius factors that give a square and a triangle the mean area of a disc of the same
+# draw (pi r^2 = 2 r'^2 = 3 sqrt(3) / 4 r''^2), so no shape class is rarer than another.
+_EQUAL_AREA_SCALE = {3: 1.0, 4: float(np.sqrt(np.pi / 2)), 5: float(np.sqrt(4 * np.pi / (3 * np.sqrt(3))))}
 
 
 def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -47,7 +50,7 @@ def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
 def _shape_mask(rng: np.random.Generator, size: int, kind: int) -> np.ndarray:
     """A filled disc (kind 3), rotated square (4) or rotated triangle (5) at a random place."""
     mask = np.zeros((size, size), np.uint8)
-    radius = rng.uniform(0.12, 0.22) * size
+    radius = rng.uniform(0.11, 0.19) * size * _EQUAL_AREA_SCALE[kind]
     cx, cy = rng.uniform(radius, size - radius, size=2)
     if kind == 3:
         cv2.circle(mask, (round(cx), round(cy)), round(radius), 1, thickness=-1)

@@ -2,8 +2,9 @@
 
 Measured on 2-core AVX2 x86 machines (torch 2.13, ``tools/analysis/benchmark_dwconv.py``):
 
-* forward: oneDNN's direct depth-wise kernel on ``channels_last`` tensors is 7-15x faster than the
-  NCHW path for K >= 11, which goes through im2col + GEMM;
+* forward: oneDNN's direct depth-wise kernel on ``channels_last`` tensors is 6-15x faster than the
+  NCHW path for K >= 11, which goes through im2col + GEMM; below K = 11 oneDNN runs NCHW through
+  a direct kernel too, 2-3x faster than its ``channels_last`` one (K = 7 and 9);
 * input gradient: the same forward kernel on the output gradient with the kernel flipped ("same"
   padding with an odd kernel is its own adjoint up to the flip), 1.7x faster than autograd's;
 * weight gradient: PyTorch's own is pathological for large kernels (e.g. 29 s for
@@ -25,13 +26,21 @@ from torch.autograd.function import once_differentiable
 WGRAD_AS_CONV_MIN_WORK = 13 * 13 * 32 * 32
 
 
+#: Smallest K for which forward and input-gradient convs run on ``channels_last`` tensors (oneDNN
+#: switches NCHW depth-wise convs to im2col + GEMM from K = 11 on).
+CHANNELS_LAST_FORWARD_MIN_KERNEL = 11
+
+
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return F.conv2d(x.contiguous(memory_format=torch.channels_last), weight, bias,
-                    padding=weight.shape[-1] // 2, groups=weight.shape[0])
+    kernel_size = weight.shape[-1]
+    layout = (torch.channels_last if kernel_size >= CHANNELS_LAST_FORWARD_MIN_KERNEL else
+              torch.contiguous_format)
+    return F.conv2d(x.contiguous(memory_format=layout), weight, bias, padding=kernel_size // 2,
+                    groups=weight.shape[0])
 
 
 def conv_forward(x: torch.Tensor, weight: torch.Tensor,

@@ -116,10 +116,12 @@ def test_paper_parameter_count(name, monkeypatch):
 
 
 def test_cityscapes_parameter_count(monkeypatch):
-    # The Cityscapes model is the ADE20K 31B model with a 19-class instead of a 150-class
-    # classifier (512 inputs + bias each), i.e. 112.09M. The paper's 110M cannot come from the
-    # recipe it states; the gap (1.9%) is reported rather than hidden by a different model.
+    # The authors' Cityscapes config is their ADE20K 31B UperNet with a 19-class instead of a
+    # 150-class classifier (512 inputs + bias each): 112.09M, 1.9% over the paper's 110M. Less
+    # the pyramid pooling module (4 x (1024x512 conv + BN), 2.10M) it is 109.99M: the paper's
+    # count most likely left the PPM out. The model stays the authors' (README, "Parameters").
     city = _count_params('upernet_replknet31b_cityscapes.py', monkeypatch)
     ade = _count_params('upernet_replknet31b_ade20k.py', monkeypatch)
     assert city == ade - (150 - 19) * (512 + 1)
-    assert abs(city - 110e6) <= 0.02 * 110e6
+    ppm = 4 * (1024 * 512 + 2 * 512)
+    assert abs(city - ppm - 110e6) <= 0.0005 * 110e6, f'{city / 1e6:.2f}M'

@@ -70,6 +70,18 @@ def test_colour_does_not_give_the_label_away():
         assert np.std(colours, axis=0).mean() > 30, DEMO_CLASSES[label - 1]
 
 
+def test_shape_classes_cover_similar_areas():
+    # Triangles drawn with a disc's radius cover 40% of its area and were never learned in the
+    # demo's budget; shapes are scaled to equal mean area instead.
+    rng = np.random.default_rng(0)
+    area = dict.fromkeys(range(3, 6), 0)
+    for _ in range(300):
+        _, labels = make_sample(rng, size=64)
+        for label in area:
+            area[label] += int((labels == label).sum())
+    assert max(area.values()) / min(area.values()) < 1.25, area
+
+
 def test_majority_class_miou(tmp_path):
     # Class 1 covers 6 pixels, class 2 covers 2 (label 0 is ignored): predicting class 1
     # everywhere gives IoU 6/8 for it and 0 for class 2, so mIoU = 37.5%.

@@ -143,3 +143,17 @@ def test_two_process_gloo_training_on_cpu(tmp_path, tiny_data):
                      'train_cfg.val_interval=2', 'default_hooks.logger.interval=1', env=env)
     assert 'CPU distributed run' in output and 'Distributed training: True' in output
     assert (tmp_path / 'iter_2.pth').is_file() and 'mIoU' in output
+
+
+@pytest.mark.slow
+def test_demo_run_learns_every_class(tmp_path):
+    """The README's demo run: the demo config on the default generated data (minutes of CPU)."""
+    from mmreplk.datasets import majority_class_miou
+    data = generate_demo_dataset(tmp_path / 'demo_ade')
+    _, output = _tool('train', str(DEMO), '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+                      *_loader_options(data), env=dict(OMP_NUM_THREADS='1'))
+    table = dict(re.findall(r'^\|\s*(\w+)\s*\|\s*([0-9.]+)\s*\|', output, flags=re.MULTILINE))
+    assert set(table) == {'sky', 'ground', 'disc', 'square', 'triangle'}, output[-3000:]
+    assert min(float(iou) for iou in table.values()) > 30, table
+    miou = float(re.findall(r'mIoU: ([0-9.]+)', output)[-1])
+    assert miou > 5 * majority_class_miou(data / 'annotations' / 'validation'), miou
