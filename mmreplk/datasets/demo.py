@@ -25,7 +25,11 @@ _MARKER = '.mmreplk_demo'
 _RING = 2
 # Circumradius factors that give a square and a triangle the mean area of a disc of the same
 # draw (pi r^2 = 2 r'^2 = 3 sqrt(3) / 4 r''^2), so no shape class is rarer than another.
-_EQUAL_AREA_SCALE = {3: 1.0, 4: float(np.sqrt(np.pi / 2)), 5: float(np.sqrt(4 * np.pi / (3 * np.sqrt(3))))}
+_EQUAL_AREA_SCALE = {
+    3: 1.0,
+    4: float(np.sqrt(np.pi / 2)),
+    5: float(np.sqrt(4 * np.pi / (3 * np.sqrt(3)))),
+}
 
 
 def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +52,10 @@ def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
 
 
 def _shape_mask(rng: np.random.Generator, size: int, kind: int) -> np.ndarray:
-    """A filled disc (kind 3), rotated square (4) or rotated triangle (5) at a random place."""
+    """A filled disc (kind 3), rotated square (4) or rotated triangle (5) at a random place.
+
+    The three kinds are sized to the same mean area.
+    """
     mask = np.zeros((size, size), np.uint8)
     radius = rng.uniform(0.11, 0.19) * size * _EQUAL_AREA_SCALE[kind]
     cx, cy = rng.uniform(radius, size - radius, size=2)

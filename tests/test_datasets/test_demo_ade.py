@@ -71,7 +71,7 @@ def test_colour_does_not_give_the_label_away():
 
 
 def test_shape_classes_cover_similar_areas():
-    # Triangles drawn with a disc's radius cover 40% of its area and were never learned in the
+    # Triangles drawn with a disc's radius cover 41% of its area and were never learned in the
     # demo's budget; shapes are scaled to equal mean area instead.
     rng = np.random.default_rng(0)
     area = dict.fromkeys(range(3, 6), 0)
