@@ -34,7 +34,7 @@ echo "[demo] 3/4 evaluating $CKPT"
   | grep -E "^\||Iter\(test\)"
 
 echo "[demo] 4/4 folder inference on $DATA/images/validation"
-# Library deprecation warnings (pkg_resources, mmseg's builders) would bury the progress bar.
+# mmseg's construction-time warnings (build_loss, avg_non_ignore) would bury the progress bar.
 "$PY" -W ignore::UserWarning tools/infer.py "$CONFIG" "$CKPT" "$DATA/images/validation" --out-dir "$INFER"
 
 "$PY" - "$WORK/test.log" "$DATA" "$CKPT" "$INFER" <<'PYEOF'

@@ -24,8 +24,8 @@ fi
 
 pip install -q --upgrade pip wheel
 # Build prerequisites of mmcv: its setup.py imports torch (hence --no-build-isolation) and
-# pkg_resources (setuptools < 82); ninja + psutil make the build use every core.
-pip install -q "setuptools<82" ninja psutil "numpy>=2,<3" torch==2.13.0 opencv-python-headless
+# pkg_resources (setuptools < 80.9, see requirements.txt); ninja + psutil make the build use every core.
+pip install -q "setuptools<80.9" ninja psutil "numpy>=2,<3" torch==2.13.0 opencv-python-headless
 if ! "$VENV/bin/python" -c "import mmcv.ops" 2>/dev/null; then
   echo "[setup] building mmcv 2.1.0 with ops (first time only: ~25 min on 2 cores)"
   MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
