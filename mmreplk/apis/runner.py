@@ -2,12 +2,15 @@
 
 Before a Runner is built: the datasets are checked on disk, an unset pretrained-backbone path is
 reported once (training continues from random initialisation), ``--amp`` is refused on CPU-only
-torch, and a ``--launcher pytorch`` run without CUDA is set up for CPU (gloo).
+torch, and a ``--launcher pytorch`` run without CUDA is set up for CPU (gloo). A process group
+created during the run is destroyed when it ends.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
+from collections.abc import Iterator
 
 import torch
 import torch.distributed as torch_dist
@@ -127,6 +130,23 @@ def prepare_distributed(cfg: Config) -> Config:
     return cfg
 
 
+@contextlib.contextmanager
+def _process_group_scope() -> Iterator[None]:
+    """Destroys, on the way out, a process group that was created inside the block.
+
+    mmengine never destroys the group it creates. Left to interpreter shutdown, gloo's worker
+    threads are torn down with the interpreter and abort the process ('terminate called without
+    an active exception'), so a torchrun job that trained correctly can exit with SIGABRT. A
+    group the caller created before the block is left alone.
+    """
+    created_here = not torch_dist.is_initialized()
+    try:
+        yield
+    finally:
+        if created_here and torch_dist.is_initialized():
+            torch_dist.destroy_process_group()
+
+
 def build_runner(cfg: Config) -> Runner:
     """Builds the Runner the way mmseg/mmdet tools do (``runner_type`` honoured).
 
@@ -160,9 +180,10 @@ def train(cfg: Config) -> Runner:
     check_dataset_layout(cfg, splits=('train', 'val'))
     check_amp(cfg)
     resolve_pretrained(cfg)
-    prepare_distributed(cfg)
-    runner = build_runner(cfg)
-    runner.train()
+    with _process_group_scope():
+        prepare_distributed(cfg)
+        runner = build_runner(cfg)
+        runner.train()
     return runner
 
 
@@ -179,5 +200,6 @@ def test(cfg: Config) -> dict:
     load_from = cfg.get('load_from')
     if not load_from or ('://' not in str(load_from) and not os.path.isfile(load_from)):
         raise ToolError(f'checkpoint file not found: {load_from}')
-    prepare_distributed(cfg)
-    return build_runner(cfg).test()
+    with _process_group_scope():
+        prepare_distributed(cfg)
+        return build_runner(cfg).test()

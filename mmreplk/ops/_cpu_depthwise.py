@@ -105,6 +105,10 @@ class CPUDepthwiseConv2dFunction(torch.autograd.Function):
             grad_x = _conv(grad, weight.to(dtype).flip((2, 3)), None).to(x.dtype)
         if ctx.needs_input_grad[1]:
             grad_w = weight_grad(x.to(dtype), grad, weight.shape[-1]).to(weight.dtype)
+            if grad_w.stride() != weight.stride():
+                # Gradients laid out unlike their parameter make DDP copy into its buckets
+                # (with a warning at every step).
+                grad_w = torch.empty_like(weight).copy_(grad_w)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum((0, 2, 3)).to(weight.dtype)
         return grad_x, grad_w, grad_b

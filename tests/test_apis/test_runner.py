@@ -89,3 +89,64 @@ def test_cpu_distributed_single_process_group(monkeypatch):
     assert cfg.model_wrapper_cfg == dict(type='MMDistributedDataParallel', device_ids=None)
     assert cfg.model.backbone.norm_cfg.type == 'BN'
     assert cfg.model.decode_head.norm_cfg.type == 'BN'
+
+
+class _GroupCreatingRunner:
+    """Stands in for mmengine's Runner, which initialises the process group itself."""
+
+    def __init__(self, port):
+        self.port = port
+
+    def _init_group(self):
+        import torch.distributed as dist
+        dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{self.port}', rank=0,
+                                world_size=1)
+        assert dist.is_initialized()
+
+    def train(self):
+        self._init_group()
+
+    def test(self):
+        self._init_group()
+        return {'mIoU': 1.0}
+
+
+def _free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize('entry', ['train', 'test'])
+def test_process_group_created_by_the_run_is_destroyed(monkeypatch, tmp_path, entry):
+    # A gloo group left to interpreter shutdown aborts the process (SIGABRT) after a good run.
+    import torch.distributed as dist
+
+    from mmreplk.apis import runner as runner_module
+    monkeypatch.setattr(runner_module, 'check_dataset_layout', lambda cfg, splits: None)
+    monkeypatch.setattr(runner_module, 'build_runner',
+                        lambda cfg: _GroupCreatingRunner(_free_port()))
+    checkpoint = tmp_path / 'model.pth'
+    checkpoint.write_bytes(b'')
+    cfg = _cfg(dict(type='Pretrained', checkpoint=None))
+    cfg.load_from = str(checkpoint)
+    getattr(runner_module, entry)(cfg)
+    assert not dist.is_initialized()
+
+
+def test_process_group_of_the_caller_is_kept(monkeypatch):
+    import torch.distributed as dist
+
+    from mmreplk.apis import runner as runner_module
+    monkeypatch.setattr(runner_module, 'check_dataset_layout', lambda cfg, splits: None)
+    trained = []
+    monkeypatch.setattr(runner_module, 'build_runner',
+                        lambda cfg: type('R', (), {'train': lambda self: trained.append(1)})())
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{_free_port()}', rank=0,
+                            world_size=1)
+    try:
+        runner_module.train(_cfg(dict(type='Pretrained', checkpoint=None)))
+        assert trained and dist.is_initialized()
+    finally:
+        dist.destroy_process_group()

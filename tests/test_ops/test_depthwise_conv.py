@@ -46,6 +46,11 @@ def _check_against_conv2d(impl, shape, kernel_size, dtype_name, device='cpu', bi
         assert actual.dtype == dtype, name
         error = _relative_error(actual, expected)
         assert error <= bound, f'{name}: relative error {error:.2e} > {bound:.0e}'
+    if impl == 'channels_last':
+        return  # plain F.conv2d: its weight gradient takes the input's layout, PyTorch's choice
+    # DDP expects every gradient laid out like its parameter (else it copies, and warns).
+    for name, leaf in zip(('x', 'weight', 'bias'), leaves):
+        assert leaf.grad.stride() == leaf.stride(), f'grad of {name} has strides unlike {name}'
 
 
 @pytest.mark.parametrize('dtype_name', sorted(TOLERANCES))
