@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import os
 from collections.abc import Iterator
 
@@ -16,6 +17,7 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
 from mmengine.logging import MMLogger
+from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -131,20 +133,23 @@ def prepare_distributed(cfg: Config) -> Config:
 
 
 @contextlib.contextmanager
-def _process_group_scope() -> Iterator[None]:
-    """Destroys, on the way out, a process group that was created inside the block.
+def _process_group_scope() -> Iterator[bool]:
+    """Yields whether the block owns the process group; releases an owned one on the way out.
 
-    mmengine never destroys the group it creates. Left to interpreter shutdown, gloo's worker
-    threads are torn down with the interpreter and abort the process ('terminate called without
-    an active exception'), so a torchrun job that trained correctly can exit with SIGABRT. A
-    group the caller created before the block is left alone.
+    mmengine never destroys the group it creates, and a gloo group has no shutdown: its worker
+    threads stop only when the last reference to it (the DDP reducer's) goes. Left to interpreter
+    shutdown, that teardown races the interpreter's own and can abort a process that finished its
+    work ('terminate called without an active exception', SIGABRT), which torchrun reports as a
+    failed job. So the group is destroyed, and the garbage still holding it collected, here while
+    the interpreter is whole. A group that existed before the block is left alone.
     """
-    created_here = not torch_dist.is_initialized()
+    owns_group = not torch_dist.is_initialized()
     try:
-        yield
+        yield owns_group
     finally:
-        if created_here and torch_dist.is_initialized():
+        if owns_group and torch_dist.is_initialized():
             torch_dist.destroy_process_group()
+            gc.collect()
 
 
 def build_runner(cfg: Config) -> Runner:
@@ -175,15 +180,19 @@ def train(cfg: Config) -> Runner:
         cfg (Config): Full config, e.g. from :func:`mmreplk.apis.merge_train_args`.
 
     Returns:
-        Runner: The runner after training (its ``work_dir`` holds logs and checkpoints).
+        Runner: The runner after training (its ``work_dir`` holds logs and checkpoints). After a
+            distributed run that created its process group, ``runner.model`` is the bare model.
     """
     check_dataset_layout(cfg, splits=('train', 'val'))
     check_amp(cfg)
     resolve_pretrained(cfg)
-    with _process_group_scope():
+    with _process_group_scope() as owns_group:
         prepare_distributed(cfg)
         runner = build_runner(cfg)
         runner.train()
+        if owns_group and is_model_wrapper(runner.model):
+            # The wrapper holds the group being released; the bare model stays usable.
+            runner.model = runner.model.module
     return runner
 
 

@@ -1,7 +1,10 @@
 import logging
+import socket
+import weakref
 
 import pytest
 import torch
+import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 
@@ -74,7 +77,6 @@ def test_cpu_distributed_needs_torchrun_environment(monkeypatch):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='the CPU set-up only applies without CUDA')
 def test_cpu_distributed_single_process_group(monkeypatch):
-    import torch.distributed as dist
     monkeypatch.setenv('RANK', '0')
     monkeypatch.setenv('WORLD_SIZE', '1')
     monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
@@ -91,62 +93,64 @@ def test_cpu_distributed_single_process_group(monkeypatch):
     assert cfg.model.decode_head.norm_cfg.type == 'BN'
 
 
-class _GroupCreatingRunner:
-    """Stands in for mmengine's Runner, which initialises the process group itself."""
+class _DistributedRunner:
+    """Stands in for mmengine's Runner: creates the process group unless one exists, wraps its
+    model in DDP, and sits in a reference cycle (as the real one does through its hooks)."""
 
     def __init__(self, port):
-        self.port = port
-
-    def _init_group(self):
-        import torch.distributed as dist
-        dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{self.port}', rank=0,
-                                world_size=1)
-        assert dist.is_initialized()
+        from mmengine.model.wrappers import MMDistributedDataParallel
+        if not dist.is_initialized():
+            dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=0,
+                                    world_size=1)
+        self.model = MMDistributedDataParallel(module=torch.nn.Linear(2, 2), device_ids=None)
+        self.cycle = self
+        wrappers.append(weakref.ref(self.model))
 
     def train(self):
-        self._init_group()
+        pass
 
     def test(self):
-        self._init_group()
         return {'mIoU': 1.0}
 
 
+wrappers = []
+
+
 def _free_port():
-    import socket
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
 
 
-@pytest.mark.parametrize('entry', ['train', 'test'])
-def test_process_group_created_by_the_run_is_destroyed(monkeypatch, tmp_path, entry):
-    # A gloo group left to interpreter shutdown aborts the process (SIGABRT) after a good run.
-    import torch.distributed as dist
-
+@pytest.fixture
+def distributed_runner(monkeypatch):
     from mmreplk.apis import runner as runner_module
     monkeypatch.setattr(runner_module, 'check_dataset_layout', lambda cfg, splits: None)
-    monkeypatch.setattr(runner_module, 'build_runner',
-                        lambda cfg: _GroupCreatingRunner(_free_port()))
+    monkeypatch.setattr(runner_module, 'build_runner', lambda cfg: _DistributedRunner(_free_port()))
+    wrappers.clear()
+    return runner_module
+
+
+@pytest.mark.parametrize('entry', ['train', 'test'])
+def test_process_group_created_by_the_run_is_released(distributed_runner, tmp_path, entry):
+    # A gloo group whose DDP wrapper is still alive at interpreter shutdown can abort the
+    # process there (SIGABRT after a good run): the run destroys the group and frees the wrapper.
     checkpoint = tmp_path / 'model.pth'
     checkpoint.write_bytes(b'')
     cfg = _cfg(dict(type='Pretrained', checkpoint=None))
     cfg.load_from = str(checkpoint)
-    getattr(runner_module, entry)(cfg)
+    result = getattr(distributed_runner, entry)(cfg)
     assert not dist.is_initialized()
+    assert len(wrappers) == 1 and wrappers[0]() is None, 'the DDP wrapper outlived the run'
+    if entry == 'train':
+        assert isinstance(result.model, torch.nn.Linear)
 
 
-def test_process_group_of_the_caller_is_kept(monkeypatch):
-    import torch.distributed as dist
-
-    from mmreplk.apis import runner as runner_module
-    monkeypatch.setattr(runner_module, 'check_dataset_layout', lambda cfg, splits: None)
-    trained = []
-    monkeypatch.setattr(runner_module, 'build_runner',
-                        lambda cfg: type('R', (), {'train': lambda self: trained.append(1)})())
+def test_process_group_of_the_caller_is_kept(distributed_runner):
     dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{_free_port()}', rank=0,
                             world_size=1)
     try:
-        runner_module.train(_cfg(dict(type='Pretrained', checkpoint=None)))
-        assert trained and dist.is_initialized()
+        runner = distributed_runner.train(_cfg(dict(type='Pretrained', checkpoint=None)))
+        assert dist.is_initialized() and wrappers[0]() is runner.model
     finally:
         dist.destroy_process_group()

@@ -24,7 +24,8 @@ def _run(*args, cwd=ROOT, env=None, expect_ok=True):
                           timeout=600)
     output = proc.stdout + proc.stderr
     if expect_ok:
-        assert proc.returncode == 0, output[-4000:]
+        assert proc.returncode == 0, (f'stdout ends:\n{proc.stdout[-2500:]}\n'
+                                      f'stderr ends:\n{proc.stderr[-2500:]}')
     return proc.returncode, output
 
 
@@ -136,7 +137,9 @@ def _free_port():
 
 @pytest.mark.slow
 def test_two_process_gloo_training_on_cpu(tmp_path, tiny_data):
-    env = dict(PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS='1')
+    # A rank that aborts prints where it was (mid-run or at interpreter shutdown).
+    env = dict(PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS='1',
+               PYTHONFAULTHANDLER='1')
     _, output = _run('bash', str(ROOT / 'tools' / 'dist_train.sh'), str(DEMO), '2', '--work-dir',
                      str(tmp_path), '--cfg-options', *_loader_options(tiny_data),
                      'train_dataloader.batch_size=2', 'train_cfg.max_iters=2',
