@@ -92,7 +92,8 @@ def _train_cmd(config: Path, work_dir: Path, *args: str) -> list[str]:
 def _run(cmd: list[str], env: dict | None = None, timeout: int = 300) -> str:
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env or _env(), capture_output=True, text=True,
                           timeout=timeout)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert proc.returncode == 0, (f'stdout ends:\n{proc.stdout[-2500:]}\n'
+                                  f'stderr ends:\n{proc.stderr[-2500:]}')
     return proc.stdout + proc.stderr
 
 
@@ -116,7 +117,8 @@ def test_two_process_gloo_training_keeps_ranks_identical(data_root, tmp_path):
         custom_hooks = [dict(type='SyncBuffersHook'), dict(type='DumpRankWeightsHook')]
     ''')
     work_dir = tmp_path / 'work'
-    env = _env(PYTHON=sys.executable, MASTER_PORT=str(_free_port()),
+    # A rank that aborts prints where it was (mid-run or at interpreter shutdown).
+    env = _env(PYTHON=sys.executable, MASTER_PORT=str(_free_port()), PYTHONFAULTHANDLER='1',
                PYTHONPATH=f'{REPO_ROOT}{os.pathsep}{tmp_path}')
     log = _run(['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir', str(work_dir)],
                env=env)
