@@ -1,13 +1,12 @@
 import logging
-import socket
 import weakref
 
 import pytest
 import torch
 import torch.distributed as dist
+from helpers import free_port
 from mmengine.config import Config
 from mmengine.logging import MMLogger
-
 from mmreplk.apis import ToolError, check_amp, prepare_distributed, resolve_pretrained
 
 
@@ -97,7 +96,7 @@ class _DistributedRunner:
     """Stands in for mmengine's Runner: creates the process group unless one exists, wraps its
     model in DDP, and sits in a reference cycle (as the real one does through its hooks)."""
 
-    def __init__(self, port):
+    def __init__(self, port, wrappers):
         from mmengine.model.wrappers import MMDistributedDataParallel
         if not dist.is_initialized():
             dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=0,
@@ -113,22 +112,15 @@ class _DistributedRunner:
         return {'mIoU': 1.0}
 
 
-wrappers = []
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def distributed_runner(monkeypatch):
+    """``mmreplk.apis.runner`` building stand-in runners, and weak references to their wrappers."""
     from mmreplk.apis import runner as runner_module
+    wrappers = []
     monkeypatch.setattr(runner_module, 'check_dataset_layout', lambda cfg, splits: None)
-    monkeypatch.setattr(runner_module, 'build_runner', lambda cfg: _DistributedRunner(_free_port()))
-    wrappers.clear()
-    return runner_module
+    monkeypatch.setattr(runner_module, 'build_runner',
+                        lambda cfg: _DistributedRunner(free_port(), wrappers))
+    return runner_module, wrappers
 
 
 @pytest.mark.parametrize('entry', ['train', 'test'])
@@ -139,7 +131,8 @@ def test_process_group_created_by_the_run_is_released(distributed_runner, tmp_pa
     checkpoint.write_bytes(b'')
     cfg = _cfg(dict(type='Pretrained', checkpoint=None))
     cfg.load_from = str(checkpoint)
-    result = getattr(distributed_runner, entry)(cfg)
+    runner_module, wrappers = distributed_runner
+    result = getattr(runner_module, entry)(cfg)
     assert not dist.is_initialized()
     assert len(wrappers) == 1 and wrappers[0]() is None, 'the DDP wrapper outlived the run'
     if entry == 'train':
@@ -147,10 +140,11 @@ def test_process_group_created_by_the_run_is_released(distributed_runner, tmp_pa
 
 
 def test_process_group_of_the_caller_is_kept(distributed_runner):
-    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{_free_port()}', rank=0,
+    runner_module, wrappers = distributed_runner
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{free_port()}', rank=0,
                             world_size=1)
     try:
-        runner = distributed_runner.train(_cfg(dict(type='Pretrained', checkpoint=None)))
+        runner = runner_module.train(_cfg(dict(type='Pretrained', checkpoint=None)))
         assert dist.is_initialized() and wrappers[0]() is runner.model
     finally:
         dist.destroy_process_group()

@@ -5,7 +5,6 @@ deterministic mode with :class:`~mmreplk.engine.CrashSafeCheckpointHook`.
 """
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import free_port
 
 from mmreplk.datasets.demo import generate_demo_dataset
 from mmreplk.utils import load_checkpoint_file
@@ -101,12 +101,6 @@ def _final_weights(work_dir: Path) -> dict:
     return load_checkpoint_file(work_dir / f'iter_{MAX_ITERS}.pth')['state_dict']
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def test_two_process_gloo_training_keeps_ranks_identical(data_root, tmp_path):
     (tmp_path / 'rank_dump_hook.py').write_text(RANK_DUMP_HOOK)
     config = _leaf_config(tmp_path, data_root, extra='''
@@ -118,7 +112,7 @@ def test_two_process_gloo_training_keeps_ranks_identical(data_root, tmp_path):
     ''')
     work_dir = tmp_path / 'work'
     # A rank that aborts prints where it was (mid-run or at interpreter shutdown).
-    env = _env(PYTHON=sys.executable, MASTER_PORT=str(_free_port()), PYTHONFAULTHANDLER='1',
+    env = _env(PYTHON=sys.executable, MASTER_PORT=str(free_port()), PYTHONFAULTHANDLER='1',
                PYTHONPATH=f'{REPO_ROOT}{os.pathsep}{tmp_path}')
     log = _run(['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir', str(work_dir)],
                env=env)

@@ -2,7 +2,6 @@
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import free_port
 
 from mmreplk.datasets import generate_demo_dataset
 
@@ -129,16 +129,10 @@ def test_paper_config_starts_training_on_tiny_ade_layout(tmp_path, tiny_data):
     assert (tmp_path / 'iter_1.pth').is_file()
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_process_gloo_training_on_cpu(tmp_path, tiny_data):
     # A rank that aborts prints where it was (mid-run or at interpreter shutdown).
-    env = dict(PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS='1',
+    env = dict(PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1',
                PYTHONFAULTHANDLER='1')
     _, output = _run('bash', str(ROOT / 'tools' / 'dist_train.sh'), str(DEMO), '2', '--work-dir',
                      str(tmp_path), '--cfg-options', *_loader_options(tiny_data),
