@@ -3,7 +3,7 @@
 Before a Runner is built: the datasets are checked on disk, an unset pretrained-backbone path is
 reported once (training continues from random initialisation), ``--amp`` is refused on CPU-only
 torch, and a ``--launcher pytorch`` run without CUDA is set up for CPU (gloo). A process group
-created during the run is destroyed when it ends.
+created during the run is released when it ends (destroyed, and the DDP wrapper holding it freed).
 """
 from __future__ import annotations
 

@@ -106,8 +106,8 @@ class CPUDepthwiseConv2dFunction(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_w = weight_grad(x.to(dtype), grad, weight.shape[-1]).to(weight.dtype)
             if grad_w.stride() != weight.stride():
-                # Gradients laid out unlike their parameter make DDP copy into its buckets
-                # (with a warning at every step).
+                # A gradient laid out unlike its parameter makes DDP copy it into its bucket at
+                # every step (and warn once per process).
                 grad_w = torch.empty_like(weight).copy_(grad_w)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum((0, 2, 3)).to(weight.dtype)
