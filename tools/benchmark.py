@@ -2,7 +2,7 @@
 
 Examples:
     # images/s of the whole model (warm-up, timed runs, median), training and deploy forms
-    python tools/benchmark.py configs/upernet_replknet31b_512x512_160k_ade20k.py --deploy
+    python tools/benchmark.py configs/upernet_replknet31b_ade20k.py --deploy
     # ms/image of the 31B backbone at 512x512: training form NCHW, deploy form NCHW, deploy
     # form on the optimized path, with the ratios
     python tools/benchmark.py --backbone 31B --shape 512 512

@@ -1,7 +1,7 @@
 """Export the deploy form of a RepLKNet segmentor to ONNX and check it with onnxruntime.
 
 Example:
-    python tools/export_onnx.py configs/upernet_replknet31b_512x512_160k_ade20k.py \
+    python tools/export_onnx.py configs/upernet_replknet31b_ade20k.py \
         work_dirs/upernet_replknet31b/iter_160000.pth deploy/upernet_replknet31b.onnx
 
 The graph takes float32 BGR images (N, 3, H, W) in [0, 255] (normalization included) and

@@ -1,7 +1,7 @@
 """Fold a trained RepLKNet segmentor or detector checkpoint into its deploy form.
 
 Example:
-    python tools/reparameterize.py configs/upernet_replknet31b_512x512_160k_ade20k.py \
+    python tools/reparameterize.py configs/upernet_replknet31b_ade20k.py \
         work_dirs/upernet_replknet31b/iter_160000.pth deploy/upernet_replknet31b.pth --verify
 
 The written checkpoint loads into the same config with

@@ -103,3 +103,13 @@ def test_cli_prints_the_table(capsys):
     printed = capsys.readouterr().out
     assert '1 multiply-add = 1 FLOP' in printed and 'decode_head' in printed
     assert 'auxiliary_head (not counted)' in printed
+
+
+@pytest.mark.slow
+def test_the_paper_counts_the_folded_31b_upernet():
+    config = Path(__file__).parents[2] / 'configs' / 'upernet_replknet31b_ade20k.py'
+    folded = get_model_complexity(config, shape=(512, 2048), deploy=True)
+    assert abs(folded.flops / 1170e9 - 1) < 0.001, folded.flops  # the paper's 1170G
+    assert round(folded.params / 1e6) == 112
+    training = get_model_complexity(config, shape=(512, 2048))
+    assert training.flops / 1170e9 - 1 > 0.002, training.flops  # 5x5 branches and BNs

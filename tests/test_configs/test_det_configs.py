@@ -1,4 +1,5 @@
 """The detection configs load, build, hold the paper's recipe and match its parameter counts."""
+import copy
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmreplk.datasets.demo_coco import DEMO_COCO_CLASSES, generate_demo_coco
 from mmreplk.datasets.layout import DatasetLayoutError, check_dataset_layout
-from mmreplk.models import RepLKNet
+from mmreplk.models import RepLKNet, reparameterize
 
 CONFIG_DIR = Path(__file__).parents[2] / 'configs'
 DEMO_CONFIG = CONFIG_DIR / 'demo' / 'cascade_mask_rcnn_replknet_tiny_demo.py'
@@ -57,6 +58,11 @@ def test_full_model_parameter_count_matches_paper(paper_model):
     backbone = model.backbone
     assert isinstance(backbone, RepLKNet)
     assert list(model.neck.in_channels) == backbone.channels
+    # The paper counts the re-parameterized model (31L: 228.9M folded, 229.6M in training form).
+    folded = reparameterize(copy.deepcopy(backbone))
+    deployed = count - sum(p.numel() for p in backbone.parameters()) + sum(
+        p.numel() for p in folded.parameters())
+    assert round(deployed / 1e6) == expected / 1e6, f'{deployed / 1e6:.2f}M folded'
 
 
 def test_paper_recipe(paper_model):

@@ -1,7 +1,7 @@
 """Parameters and FLOPs (multiply-adds) of the whole model a config builds.
 
 Examples:
-    python tools/analysis/get_flops.py configs/upernet_replknet31b_512x512_160k_ade20k.py \
+    python tools/analysis/get_flops.py configs/upernet_replknet31b_ade20k.py \
         --shape 512 2048
     python tools/analysis/get_flops.py configs/cascade_mask_rcnn_replknet31b_coco.py \
         --shape 800 1280

@@ -1,7 +1,7 @@
 """Effective receptive field of a backbone: heatmap PNG and high-contribution area ratios.
 
 Examples:
-    python tools/analysis/visualize_erf.py configs/upernet_replknet31b_512x512_160k_ade20k.py \
+    python tools/analysis/visualize_erf.py configs/upernet_replknet31b_ade20k.py \
         work_dirs/upernet_replknet31b/iter_160000.pth data/ade/images/validation \
         --out erf_replknet31b.png
     # a small-kernel network for comparison, from mmseg's installed configs
