@@ -104,14 +104,12 @@ def _count_params(name, monkeypatch):
     ImageNet (31B 79M, 31L 172M), ADE20K (31L 207M) and COCO (31L 229M), where training-form
     counts give 80M, 173M, 208M and 230M (README, "Parameters and FLOPs")."""
     import torch
-    from mmseg.registry import MODELS
+
+    from mmreplk.deployment.model_io import build_model
     # Counting needs no initial values, and default-initialising ~1e9 conv weights is what makes
     # these builds slow (about 8x).
     monkeypatch.setattr(torch.nn.Conv2d, 'reset_parameters', lambda self: None)
-    init_default_scope('mmseg')
-    cfg = _load(ROOT / 'configs' / name)
-    cfg.model.backbone.deploy = True
-    model = MODELS.build(cfg.model)
+    model = build_model(_load(ROOT / 'configs' / name), deploy=True)
     return sum(p.numel() for n, p in model.named_parameters() if not n.startswith('auxiliary'))
 
 
