@@ -10,8 +10,7 @@ import copy
 import dataclasses
 import os
 import statistics
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from mmengine.config import Config
@@ -20,6 +19,7 @@ from torch import nn
 from mmreplk.deployment.model_io import build_model, model_scope, prepare_batch, synthetic_image
 from mmreplk.models import RepLKNet, reparameterize
 from mmreplk.ops import set_depthwise_impl
+from mmreplk.utils.timing import time_round_robin
 
 #: Backbone forms of :func:`benchmark_backbone`: name -> (re-parameterized, depth-wise impl).
 BACKBONE_FORMS = {
@@ -61,41 +61,6 @@ class Timing:
 def default_device() -> torch.device:
     """The first GPU if there is one, else the CPU."""
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def time_round_robin(forms: Mapping[str, Callable[[], object]], device: str | torch.device,
-                     warmup: int = 2, runs: int = 5) -> dict[str, list[float]]:
-    """Times callables in interleaved rounds after ``warmup`` untimed rounds.
-
-    Args:
-        forms (Mapping[str, Callable[[], object]]): Name -> work to time.
-        device (str | torch.device): Device to synchronize before reading the clock.
-        warmup (int): Untimed rounds. Defaults to 2.
-        runs (int): Timed rounds. Defaults to 5.
-
-    Returns:
-        dict[str, list[float]]: Seconds of each timed run per form.
-    """
-    if runs < 1 or warmup < 0:
-        raise ValueError(f'need runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}')
-    device = torch.device(device)
-    for _ in range(warmup):
-        for work in forms.values():
-            work()
-    seconds: dict[str, list[float]] = {name: [] for name in forms}
-    for _ in range(runs):
-        for name, work in forms.items():
-            _synchronize(device)
-            start = time.perf_counter()
-            work()
-            _synchronize(device)
-            seconds[name].append(time.perf_counter() - start)
-    return seconds
 
 
 def benchmark_model(config: str | os.PathLike | Config,
