@@ -1,10 +1,12 @@
-from .depthwise_conv import (CHANNELS_LAST_MIN_KERNEL, IMPLEMENTATIONS, TRITON_MIN_KERNEL,
-                             DepthwiseConv2d, build_depthwise_conv, depthwise_conv2d,
-                             prefers_channels_last, select_depthwise_impl, set_depthwise_impl,
-                             triton_available)
+from .backends import DWCONV_BACKENDS, PASSES, DepthwiseBackend, backend_names, triton_available
+from .depthwise_conv import (DepthwiseConv2d, build_depthwise_conv, depthwise_conv2d,
+                             implementations, set_depthwise_impl)
+from .dispatch import (Bucket, Choice, DepthwiseDispatcher, get_dispatcher, measure_candidates,
+                       use_dispatcher)
 
 __all__ = [
-    'CHANNELS_LAST_MIN_KERNEL', 'IMPLEMENTATIONS', 'TRITON_MIN_KERNEL', 'DepthwiseConv2d',
-    'build_depthwise_conv', 'depthwise_conv2d', 'prefers_channels_last', 'select_depthwise_impl',
-    'set_depthwise_impl', 'triton_available'
+    'DWCONV_BACKENDS', 'PASSES', 'Bucket', 'Choice', 'DepthwiseBackend', 'DepthwiseConv2d',
+    'DepthwiseDispatcher', 'backend_names', 'build_depthwise_conv', 'depthwise_conv2d',
+    'get_dispatcher', 'implementations', 'measure_candidates', 'set_depthwise_impl',
+    'triton_available', 'use_dispatcher'
 ]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 
 #: Smallest K^2 * H * W for which the weight gradient runs as a per-plane conv (measured
 #: crossover: K = 13 at 32 x 32 and K = 7 at 64 x 64 win, K = 7 at 32 x 32 and K = 13 at 16 x 16
@@ -60,8 +59,22 @@ def conv_forward(x: torch.Tensor, weight: torch.Tensor,
     return out.to(x.dtype)
 
 
+def input_grad(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Input gradient of the "same" depth-wise conv: the forward with the kernel flipped.
+
+    Args:
+        grad_out (torch.Tensor): Output gradient (N, C, H, W).
+        weight (torch.Tensor): Kernel (C, 1, K, K).
+
+    Returns:
+        torch.Tensor: The gradient, in the dtype of ``grad_out``.
+    """
+    return conv_forward(grad_out, weight.flip((2, 3)), None)
+
+
 def weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """Weight gradient (C, 1, K, K) of the "same" depth-wise conv, in the dtype of ``x``.
+    """Weight gradient (C, 1, K, K) of the "same" depth-wise conv, in the dtype of ``x``
+    (fp16/bf16 computed in fp32).
 
     Args:
         x (torch.Tensor): Forward input (N, C, H, W).
@@ -71,6 +84,9 @@ def weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: int) -> to
     Returns:
         torch.Tensor: The gradient.
     """
+    dtype = _compute_dtype(x.dtype)
+    if dtype != x.dtype:
+        return weight_grad(x.to(dtype), grad_out.to(dtype), kernel_size).to(x.dtype)
     n, c, h, w = x.shape
     pad = kernel_size // 2
     if kernel_size**2 * h * w >= WGRAD_AS_CONV_MIN_WORK:
@@ -82,33 +98,3 @@ def weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: int) -> to
         grad_out.contiguous(memory_format=torch.channels_last),
         x.contiguous(memory_format=torch.channels_last), x.new_empty(weight_shape), None, [1, 1],
         [pad, pad], [1, 1], False, [0, 0], c, [False, True, False])[1]
-
-
-class CPUDepthwiseConv2dFunction(torch.autograd.Function):
-    """Autograd wrapper: ``F.conv2d(x, weight, bias, padding=K // 2, groups=C)`` on oneDNN."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor,
-                bias: torch.Tensor | None) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        return conv_forward(x, weight, bias)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        dtype = _compute_dtype(x.dtype)
-        grad = grad_out.to(dtype)
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = _conv(grad, weight.to(dtype).flip((2, 3)), None).to(x.dtype)
-        if ctx.needs_input_grad[1]:
-            grad_w = weight_grad(x.to(dtype), grad, weight.shape[-1]).to(weight.dtype)
-            if grad_w.stride() != weight.stride():
-                # A gradient laid out unlike its parameter makes DDP copy it into its bucket at
-                # every step (and warn once per process).
-                grad_w = torch.empty_like(weight).copy_(grad_w)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad.sum((0, 2, 3)).to(weight.dtype)
-        return grad_x, grad_w, grad_b

@@ -1,6 +1,6 @@
 """Triton kernels for the "same"-padded, stride-1 depth-wise convolution (forward and backward).
 
-Imported lazily by :mod:`mmreplk.ops.depthwise_conv` only when the Triton path is requested, so
+Imported lazily by :class:`mmreplk.ops.backends.TritonBackend` when the Triton path is used, so
 importing ``mmreplk`` never needs Triton.
 
 Design (NCHW contiguous; one program = one output tile of one channel, its rows running over the
@@ -22,17 +22,15 @@ cores, whose products are exact in the fp32 accumulator. Accumulation is always 
   Programs are ordered kernel-row fastest so the ``K`` programs of one channel stream the same
   tiles through L2 together.
 
-On CUDA the tile shapes are autotuned per (N, H, W, K, dtype). Under ``TRITON_INTERPRET=1``
-(tests on CPU tensors) a fixed small configuration is used, since the autotuner needs a GPU.
+On CUDA the tile shapes are autotuned per K, dtype and N, H, W rounded up to powers of two. Under
+``TRITON_INTERPRET=1`` (tests on CPU tensors) a fixed small configuration is used, since the
+autotuner needs a GPU.
 """
 from __future__ import annotations
-
-from contextlib import nullcontext
 
 import torch
 import triton
 import triton.language as tl
-from torch.autograd.function import once_differentiable
 from triton.runtime.interpreter import InterpretedFunction
 
 #: Tile configurations used under the interpreter (and by tests that pin a configuration).
@@ -53,10 +51,14 @@ def _configs(shapes: list[tuple[int, int, int, int]]) -> list[triton.Config]:
 # Autotune candidates (BLOCK_H, BLOCK_W, num_warps, num_stages), all compiled for sm_90 by
 # test_every_autotune_config_compiles_for_h100. In the fp32 path tall tiles give each thread a
 # 4x4 accumulator block: about 0.3-0.4 shared-memory operand loads per FMA and no register
-# spills in the sm_90 cubins inspected with cuobjdump.
-_FWD_SHAPES = [(128, 16, 4, 2), (256, 16, 4, 2), (256, 16, 8, 2), (128, 32, 4, 2), (128, 32, 8, 3),
-               (64, 16, 4, 3), (64, 32, 4, 2), (32, 16, 4, 2)]
-_WGRAD_SHAPES = [(64, 32, 4, 2), (128, 32, 8, 2), (64, 16, 4, 3), (128, 16, 4, 2), (32, 16, 4, 2)]
+# spills in the sm_90 cubins inspected with cuobjdump. Three each: on an H100, 13 first calls
+# with 8 + 5 candidates spent 146 s compiling and tuning.
+_FWD_SHAPES = [(128, 16, 4, 2), (256, 16, 8, 2), (64, 32, 4, 2)]
+_WGRAD_SHAPES = [(64, 32, 4, 2), (128, 32, 8, 2), (64, 16, 4, 3)]
+
+#: Arguments the autotuners key on: sizes rounded up to powers of two, so images of many sizes
+#: (whole-image evaluation, multi-scale testing) reuse one tuning per bucket.
+_TUNING_KEY = ['N_BUCKET', 'H_BUCKET', 'W_BUCKET', 'K']
 
 
 def _span(args: dict) -> int:
@@ -72,7 +74,7 @@ def _row_bases(rows, N, C, H, W, c):
 
 
 @triton.jit
-def _dwconv_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W,
+def _dwconv_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W, N_BUCKET, H_BUCKET, W_BUCKET,
                        K: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr,
                        BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
     # Tiles run over the rows of all images of one channel stacked, so small feature maps still
@@ -112,8 +114,8 @@ def _dwconv_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W,
 
 
 @triton.jit
-def _dwconv_wgrad_kernel(x_ptr, dy_ptr, part_ptr, N, C, H, W, NUM_SPLITS,
-                         K: tl.constexpr, UPCAST: tl.constexpr, BLOCK_H: tl.constexpr,
+def _dwconv_wgrad_kernel(x_ptr, dy_ptr, part_ptr, N, C, H, W, NUM_SPLITS, N_BUCKET, H_BUCKET,
+                         W_BUCKET, K: tl.constexpr, UPCAST: tl.constexpr, BLOCK_H: tl.constexpr,
                          BLOCK_W: tl.constexpr, SPAN: tl.constexpr):
     pid = tl.program_id(0)
     i = pid % K
@@ -148,11 +150,13 @@ def _dwconv_wgrad_kernel(x_ptr, dy_ptr, part_ptr, N, C, H, W, NUM_SPLITS,
         tl.store(out + j, tl.sum(tl.sum(tl.where(diagonal == j, acc, 0.0), axis=1), axis=0))
 
 
-_fwd_tuned = triton.autotune(configs=_configs(_FWD_SHAPES),
-                             key=['N', 'H', 'W', 'K'])(_dwconv_fwd_kernel)
+_fwd_tuned = triton.autotune(configs=_configs(_FWD_SHAPES), key=_TUNING_KEY)(_dwconv_fwd_kernel)
 _wgrad_with_span = triton.heuristics(dict(SPAN=_span))(_dwconv_wgrad_kernel)
-_wgrad_tuned = triton.autotune(configs=_configs(_WGRAD_SHAPES),
-                               key=['N', 'H', 'W', 'K'])(_wgrad_with_span)
+_wgrad_tuned = triton.autotune(configs=_configs(_WGRAD_SHAPES), key=_TUNING_KEY)(_wgrad_with_span)
+
+
+def _buckets(*sizes: int) -> tuple[int, ...]:
+    return tuple(triton.next_power_of_2(size) for size in sizes)
 
 
 def interpreting() -> bool:
@@ -197,7 +201,7 @@ def conv_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     y = torch.empty_like(x, memory_format=torch.contiguous_format)
     # The pointer is never read without HAS_BIAS; any tensor serves as a placeholder.
     b = bias if bias is not None else weight
-    args = (x, weight, b, y, n, c, h, w)
+    args = (x, weight, b, y, n, c, h, w, *_buckets(n, h, w))
     if config is None and not interpreting():
         def grid(meta: dict) -> tuple[int, int]:
             return triton.cdiv(n * h, meta['BLOCK_H']) * triton.cdiv(w, meta['BLOCK_W']), c
@@ -234,40 +238,10 @@ def conv_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: int,
         num_splits = max(1, min(n, triton.cdiv(_TARGET_PROGRAMS, c * k)))
     partial = torch.empty(num_splits, c, k, k, device=x.device, dtype=torch.float32)
     grid = (num_splits * c * k, )
-    args = (x, grad_out, partial, n, c, h, w, num_splits)
+    args = (x, grad_out, partial, n, c, h, w, num_splits, *_buckets(n, h, w))
     if config is None and not interpreting():
         _wgrad_tuned[grid](*args, K=k, UPCAST=False)
     else:
         config = config or INTERPRETER_WGRAD_CONFIG
         _wgrad_with_span[grid](*args, K=k, UPCAST=_upcast(x), **config)
     return partial.sum(0).unsqueeze(1)
-
-
-class TritonDepthwiseConv2dFunction(torch.autograd.Function):
-    """Autograd wrapper: ``F.conv2d(x, weight, bias, padding=K // 2, groups=C)`` on Triton."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor,
-                bias: torch.Tensor | None) -> torch.Tensor:
-        x = x.contiguous()
-        weight = weight.contiguous()
-        bias = bias.contiguous() if bias is not None else None
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        with torch.cuda.device(x.device) if x.is_cuda else nullcontext():
-            return conv_forward(x, weight, bias)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        grad_out = grad_out.contiguous()
-        grad_x = grad_w = grad_b = None
-        with torch.cuda.device(x.device) if x.is_cuda else nullcontext():
-            if ctx.needs_input_grad[0]:
-                grad_x = conv_forward(grad_out, weight.flip((2, 3)).contiguous(), None)
-            if ctx.needs_input_grad[1]:
-                grad_w = conv_weight_grad(x, grad_out, weight.shape[-1]).to(weight.dtype)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad_out.sum((0, 2, 3), dtype=torch.float32).to(weight.dtype)
-        return grad_x, grad_w, grad_b

@@ -1,124 +1,111 @@
-"""Depth-wise convolution with "same" padding, dispatched to the fastest exact path per device.
+"""Depth-wise convolution with "same" padding: a PyTorch custom op whose every pass runs on the
+backend measured fastest (or a forced one).
 
 Large depth-wise kernels are where RepLKNet spends its time, and PyTorch's default paths for them
-are slow (measure with ``tools/analysis/benchmark_dwconv.py``):
+are slow: on CPUs oneDNN runs a large-kernel NCHW depth-wise conv through im2col + GEMM and its
+weight gradient is pathological; on GPUs cuDNN (``channels_last``) is 10x slower than PyTorch's
+native NCHW kernel at K = 31. :mod:`mmreplk.ops.backends` holds the ways to compute each pass and
+:mod:`mmreplk.ops.dispatch` picks among them by measurement.
 
-* CPU: oneDNN runs an NCHW depth-wise conv with a large kernel through im2col + GEMM, while the
-  same conv on a ``channels_last`` tensor uses a direct depth-wise kernel that is 7-15x faster;
-  PyTorch's weight gradient for large kernels is slower still, and half precision has no fast
-  kernel at all. Our CPU path (:mod:`mmreplk.ops._cpu_depthwise`) fixes all three.
-* GPU: fp32 NCHW depth-wise convs go to PyTorch's own kernel and ``channels_last`` ones to cuDNN;
-  large kernels run on our Triton kernel instead (:mod:`mmreplk.ops._triton_depthwise`).
-
-Every path computes the same convolution as ``F.conv2d(x, w, b, padding=K // 2, groups=C)``,
-accumulating in fp32 or wider; only the memory layout of the output may differ, and every later
-PyTorch op accepts either layout.
+The op is registered with ``torch.library`` as ``torch.ops.mmreplk.depthwise_conv2d`` (with its
+two gradient ops), with fake (meta) implementations and an autograd formula, so
+``torch.compile`` keeps it whole: Inductor never rewrites the large-kernel convs into
+``channels_last`` (its layout optimisation would, which is the slow cuDNN path) and the choice of
+kernel still happens at run time. Every backend computes ``F.conv2d(x, w, b, padding=K // 2,
+groups=C)`` accumulating in fp32 or wider; the output has the input's memory layout.
 """
-from __future__ import annotations
-
-import importlib
-import importlib.util
+from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._cpu_depthwise import CPUDepthwiseConv2dFunction, conv_forward
+from .dispatch import get_dispatcher
 
-#: Kernels at least this large take the channels_last path (below it NCHW is as fast).
-CHANNELS_LAST_MIN_KERNEL = 7
 
-#: Kernels at least this large take the Triton path on CUDA. Smaller kernels are memory-bound,
-#: where cuDNN / PyTorch already run at bandwidth and the banded formulation wastes the most.
-TRITON_MIN_KERNEL = 7
-
-#: 'auto' dispatches; the others force one path (benchmarks and tests):
-#: 'nchw' PyTorch on a contiguous tensor (the reference), 'channels_last' PyTorch on a
-#: channels_last tensor (oneDNN / cuDNN), 'cpu' our CPU path (oneDNN forward and input gradient,
-#: weight gradient as a per-plane conv, fp16/bf16 computed in fp32; runs on any device),
-#: 'triton' our Triton kernel (CUDA, or CPU tensors under TRITON_INTERPRET=1).
-IMPLEMENTATIONS = ('auto', 'nchw', 'channels_last', 'cpu', 'triton')
-
-_TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+def implementations() -> tuple[str, ...]:
+    """Every valid ``impl``: 'auto' (measure and choose per pass) or a backend that forces one
+    path ('nchw', 'channels_last', 'cpu', 'triton', ...)."""
+    return ('auto', ) + get_dispatcher().names
 
 
 def _check_impl(impl: str) -> None:
-    if impl not in IMPLEMENTATIONS:
-        raise ValueError(f'unknown depth-wise conv impl {impl!r}; choose from {IMPLEMENTATIONS}')
+    if impl not in implementations():
+        raise ValueError(f'unknown depth-wise conv impl {impl!r}; choose from {implementations()}')
 
 
-def triton_available() -> bool:
-    """Whether the Triton package can be imported (it ships with CUDA builds of torch)."""
-    return importlib.util.find_spec('triton') is not None
+def _layout_of(tensor: torch.Tensor) -> torch.memory_format:
+    """The layout an op result takes after ``tensor``: channels_last only for a tensor that is
+    channels_last and not also contiguous (so a result's strides are known before it exists)."""
+    if tensor.dim() == 4 and not tensor.is_contiguous() and tensor.is_contiguous(
+            memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
-def prefers_channels_last(device: torch.device | str, kernel_size: int) -> bool:
-    """Whether PyTorch runs a depth-wise conv of ``kernel_size`` faster on ``channels_last`` input.
-
-    Args:
-        device (torch.device | str): Device the conv runs on.
-        kernel_size (int): Side of the square kernel.
-
-    Returns:
-        bool: True when PyTorch's channels_last path is the faster one.
-    """
-    device = torch.device(device)
-    return device.type in ('cpu', 'cuda') and kernel_size >= CHANNELS_LAST_MIN_KERNEL
+@torch.library.custom_op('mmreplk::depthwise_conv2d', mutates_args=())
+def _conv_op(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+             impl: str) -> torch.Tensor:
+    out = get_dispatcher().run('forward', impl, x, weight, bias)
+    return out.to(x.dtype).contiguous(memory_format=_layout_of(x))
 
 
-def select_depthwise_impl(device: torch.device | str, dtype: torch.dtype, kernel_size: int,
-                          prefer_triton: bool = False) -> str:
-    """The implementation ``impl='auto'`` runs for a device, dtype and kernel size.
-
-    Rules: CUDA with Triton installed, fp32/fp16/bf16, ``K >= TRITON_MIN_KERNEL`` and
-    ``prefer_triton`` -> 'triton';
-    CPU with fp16/bf16 or ``K >= CHANNELS_LAST_MIN_KERNEL`` -> 'cpu'; otherwise 'channels_last'
-    where :func:`prefers_channels_last` says so, else 'nchw'. Triton is never chosen on CPU.
-
-    Args:
-        device (torch.device | str): Device of the input.
-        dtype (torch.dtype): Dtype of the input.
-        kernel_size (int): Side of the square kernel.
-        prefer_triton (bool): Pick the Triton kernel on CUDA. Off by default until the kernel
-            has been validated and timed on real GPUs (so far it is verified through Triton's
-            interpreter and an sm_90 compile only); 'auto' runs cuDNN channels_last there, and
-            ``impl='triton'`` selects the kernel explicitly. Defaults to False.
-
-    Returns:
-        str: One of :data:`IMPLEMENTATIONS` other than 'auto'.
-    """
-    device = torch.device(device)
-    if (prefer_triton and device.type == 'cuda' and dtype in _TRITON_DTYPES
-            and kernel_size >= TRITON_MIN_KERNEL and triton_available()):
-        return 'triton'
-    if device.type == 'cpu' and (dtype in (torch.float16, torch.bfloat16)
-                                 or kernel_size >= CHANNELS_LAST_MIN_KERNEL):
-        return 'cpu'
-    return 'channels_last' if prefers_channels_last(device, kernel_size) else 'nchw'
+@_conv_op.register_fake
+def _(x, weight, bias, impl):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_layout_of(x))
 
 
-def _triton_conv(x: torch.Tensor, weight: torch.Tensor,
-                 bias: torch.Tensor | None) -> torch.Tensor:
-    if not triton_available():
-        raise RuntimeError("impl='triton' needs the triton package: pip install triton "
-                           "(CUDA builds of torch ship it), or use impl='auto'")
-    if torch.is_autocast_enabled(x.device.type):
-        # Mirror F.conv2d under autocast: all operands in the autocast dtype.
-        dtype = torch.get_autocast_dtype(x.device.type)
-        x, weight = x.to(dtype), weight.to(dtype)
-        bias = None if bias is None else bias.to(dtype)
-    if x.dtype not in _TRITON_DTYPES or weight.dtype != x.dtype or (
-            bias is not None and bias.dtype != x.dtype):
-        raise TypeError("impl='triton' needs input, weight and bias of one dtype among "
-                        f'{_TRITON_DTYPES}, got {x.dtype}/{weight.dtype}/'
-                        f'{None if bias is None else bias.dtype}')
-    kernels = importlib.import_module('._triton_depthwise', __package__)
-    return kernels.TritonDepthwiseConv2dFunction.apply(x, weight, bias)
+@torch.library.custom_op('mmreplk::depthwise_conv2d_input_grad', mutates_args=())
+def _input_grad_op(grad_out: torch.Tensor, weight: torch.Tensor, impl: str) -> torch.Tensor:
+    grad = get_dispatcher().run('input_grad', impl, grad_out, weight)
+    return grad.to(grad_out.dtype).contiguous(memory_format=_layout_of(grad_out))
+
+
+@_input_grad_op.register_fake
+def _(grad_out, weight, impl):
+    return torch.empty(grad_out.shape, dtype=grad_out.dtype, device=grad_out.device,
+                       memory_format=_layout_of(grad_out))
+
+
+@torch.library.custom_op('mmreplk::depthwise_conv2d_weight_grad', mutates_args=())
+def _weight_grad_op(x: torch.Tensor, grad_out: torch.Tensor, weight: torch.Tensor,
+                    impl: str) -> torch.Tensor:
+    grad = get_dispatcher().run('weight_grad', impl, x, grad_out, weight.shape[-1])
+    # Laid out like the weight: DDP copies (and warns about) a gradient that is not.
+    return torch.empty_like(weight).copy_(grad)
+
+
+@_weight_grad_op.register_fake
+def _(x, grad_out, weight, impl):
+    return torch.empty_like(weight)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, weight, bias, impl = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.has_bias = bias is not None
+    ctx.impl = impl
+
+
+def _backward(ctx, grad_out: torch.Tensor):
+    x, weight = ctx.saved_tensors
+    grad_x = grad_w = grad_b = None
+    if ctx.needs_input_grad[0]:
+        grad_x = _input_grad_op(grad_out, weight, ctx.impl)
+    if ctx.needs_input_grad[1]:
+        grad_w = _weight_grad_op(x, grad_out, weight, ctx.impl)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        accumulate = torch.promote_types(grad_out.dtype, torch.float32)
+        grad_b = grad_out.sum((0, 2, 3), dtype=accumulate).to(weight.dtype)
+    return grad_x, grad_w, grad_b, None
+
+
+_conv_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def depthwise_conv2d(x: torch.Tensor,
                      weight: torch.Tensor,
-                     bias: torch.Tensor | None = None,
+                     bias: Optional[torch.Tensor] = None,
                      impl: str = 'auto') -> torch.Tensor:
     """Depth-wise 2D convolution, stride 1, "same" padding for a square odd kernel.
 
@@ -126,12 +113,12 @@ def depthwise_conv2d(x: torch.Tensor,
         x (torch.Tensor): Input of shape (N, C, H, W).
         weight (torch.Tensor): Kernel of shape (C, 1, K, K) with K odd.
         bias (torch.Tensor, optional): Bias of shape (C,). Defaults to None.
-        impl (str): One of :data:`IMPLEMENTATIONS`; 'auto' runs
-            :func:`select_depthwise_impl`. Defaults to 'auto'.
+        impl (str): 'auto' measures the registered backends per pass and runs the fastest;
+            a backend name from :func:`implementations` forces it. Defaults to 'auto'.
 
     Returns:
-        torch.Tensor: Output of shape (N, C, H, W) in the dtype of ``x``, equal to
-        ``F.conv2d(x, weight, bias, padding=K // 2, groups=C)``.
+        torch.Tensor: Output of shape (N, C, H, W) in the dtype and memory layout of ``x``,
+        equal to ``F.conv2d(x, weight, bias, padding=K // 2, groups=C)``.
     """
     channels, per_group, kh, kw = weight.shape
     if per_group != 1 or kh != kw or kh % 2 == 0:
@@ -141,23 +128,18 @@ def depthwise_conv2d(x: torch.Tensor,
         raise ValueError(f'depthwise_conv2d expects input (N, {channels}, H, W), '
                          f'got {tuple(x.shape)}')
     _check_impl(impl)
-    if impl == 'auto':
-        impl = select_depthwise_impl(x.device, x.dtype, kh)
-    tracing = torch.jit.is_tracing()
-    if impl == 'triton' and tracing:
-        # A traced graph (ONNX export) must consist of standard ops; the Triton kernel is not one.
-        impl = 'channels_last'
-    if impl == 'triton':
-        return _triton_conv(x, weight, bias)
-    if impl == 'cpu':
-        needs_grad = torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in (x, weight, bias))
-        if needs_grad and not tracing:
-            return CPUDepthwiseConv2dFunction.apply(x, weight, bias)
-        return conv_forward(x, weight, bias)
-    memory_format = torch.channels_last if impl == 'channels_last' else torch.contiguous_format
-    return F.conv2d(x.contiguous(memory_format=memory_format), weight, bias, padding=kh // 2,
-                    groups=channels)
+    if torch.jit.is_tracing():
+        # A traced graph (ONNX export) must consist of standard ops.
+        return F.conv2d(x, weight, bias, padding=kh // 2, groups=channels)
+    if torch.is_autocast_enabled(x.device.type):
+        # Custom ops are outside autocast's op lists: mirror what it does for F.conv2d.
+        dtype = torch.get_autocast_dtype(x.device.type)
+        x, weight = x.to(dtype), weight.to(dtype)
+        bias = None if bias is None else bias.to(dtype)
+    elif weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
+        raise TypeError('depthwise_conv2d expects input, weight and bias of one dtype, got '
+                        f'{x.dtype}/{weight.dtype}/{None if bias is None else bias.dtype}')
+    return _conv_op(x, weight, bias, impl)
 
 
 class DepthwiseConv2d(nn.Conv2d):
@@ -189,26 +171,28 @@ class DepthwiseConv2d(nn.Conv2d):
         return super().extra_repr() + f', impl={self.impl}'
 
 
-def build_depthwise_conv(channels: int, kernel_size: int, bias: bool = False) -> nn.Module:
+def build_depthwise_conv(channels: int, kernel_size: int, bias: bool = False,
+                         impl: str = 'auto') -> nn.Module:
     """The factory every large-kernel depth-wise conv of the package is built through.
 
     Args:
         channels (int): Number of channels.
         kernel_size (int): Side of the square, odd kernel.
         bias (bool): Whether the conv has a bias. Defaults to False.
+        impl (str): Implementation, see :func:`depthwise_conv2d`. Defaults to 'auto'.
 
     Returns:
-        nn.Module: A :class:`DepthwiseConv2d` dispatching with ``impl='auto'``.
+        nn.Module: A :class:`DepthwiseConv2d`.
     """
-    return DepthwiseConv2d(channels, kernel_size, bias=bias)
+    return DepthwiseConv2d(channels, kernel_size, bias=bias, impl=impl)
 
 
 def set_depthwise_impl(model: nn.Module, impl: str) -> nn.Module:
-    """Sets the implementation of every :class:`DepthwiseConv2d` in ``model`` (for benchmarks).
+    """Sets the implementation of every :class:`DepthwiseConv2d` in ``model``.
 
     Args:
         model (nn.Module): Any model.
-        impl (str): One of :data:`IMPLEMENTATIONS`.
+        impl (str): One of :func:`implementations`.
 
     Returns:
         nn.Module: ``model`` itself.

@@ -2,8 +2,10 @@
 measurements read the clock through :func:`time_round_robin`."""
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import torch
 
@@ -48,3 +50,24 @@ def time_round_robin(forms: Mapping[str, Callable[[], object]], device: str | to
             synchronize(device)
             seconds[name].append(time.perf_counter() - start)
     return seconds
+
+
+def device_name(device: str | torch.device) -> str:
+    """Human-readable name of the device a measurement ran on (CPU model and threads).
+
+    Args:
+        device (str | torch.device): The device.
+
+    Returns:
+        str: E.g. 'NVIDIA H100 80GB HBM3' or 'AMD EPYC 7B13 CPU (AVX2), 2 threads'.
+    """
+    device = torch.device(device)
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path('/proc/cpuinfo')
+    if cpuinfo.exists():
+        models = [line.split(':', 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                  if line.startswith('model name')]
+        cpu = models[0] if models else cpu
+    return f'{cpu} CPU ({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads'

@@ -1,9 +1,13 @@
 """mmreplk.ops.benchmark and tools/analysis/benchmark_dwconv.py on a tiny Table-1 setting."""
+import re
+import time
+
 import pytest
 import torch
 
+from mmreplk.ops import implementations
 from mmreplk.ops.benchmark import (MODES, benchmark_depthwise, depthwise_stack, format_table,
-                                   stack_flops, time_stack)
+                                   stack_flops, time_stack, valid_stack_flops, valid_taps)
 
 from helpers import load_tool
 
@@ -18,14 +22,21 @@ def test_benchmark_covers_every_cell():
         assert cell.ms > 0
         flops = stack_flops(2, 4, cell.resolution, cell.kernel_size, 3, cell.mode)
         assert cell.gflops == pytest.approx(flops / cell.ms / 1e6)
-    resolved = {(c.kernel_size, c.resolved) for c in results if c.impl == 'auto'}
-    assert resolved == {(3, 'nchw'), (7, 'cpu')}
+    backends = '|'.join(implementations()[1:])
+    for cell in results:
+        if cell.impl != 'auto':
+            assert cell.resolved == cell.impl
+        elif cell.mode == 'forward':
+            assert re.fullmatch(f'fwd=({backends})', cell.resolved), cell.resolved
+        else:
+            assert re.fullmatch(f'fwd=({backends}) dx=({backends}) dw=({backends})',
+                                cell.resolved), cell.resolved
 
     table = format_table(results)
     lines = table.splitlines()
     assert lines[0] == '| mode | R | impl | K=3 | K=7 |'
     assert len(lines) == 2 + len(MODES) * 2 * 3
-    assert '| forward_backward | 9 | auto |' in table and '(cpu)' in table
+    assert '| forward_backward | 9 | auto |' in table and ' dw=' in table
     assert table.count('x') >= len(MODES) * 2 * 2 * 2  # a speed-up in every non-reference cell
 
 
@@ -43,6 +54,28 @@ def test_flops_follow_the_paper_convention():
     forward = stack_flops(64, 384, 32, 31, 24, 'forward')
     assert forward == 2 * 64 * 384 * 32 * 32 * 961 * 24
     assert stack_flops(64, 384, 32, 31, 24, 'forward_backward') == 3 * forward
+
+
+def test_valid_taps_count_only_taps_inside_the_image():
+    assert valid_taps(5, 1) == 25
+    assert valid_taps(1, 31) == 1  # one pixel sees only itself
+    assert valid_taps(3, 3) == (2 + 3 + 2)**2
+    # K >= 2R - 1: every output sees the whole image, R^2 taps each.
+    assert valid_taps(16, 31) == 16**4
+    assert valid_stack_flops(2, 4, 16, 31, 3, 'forward') == 2 * 2 * 4 * 16**4 * 3
+    assert valid_stack_flops(2, 4, 16, 31, 3, 'forward_backward') == 3 * 2 * 2 * 4 * 16**4 * 3
+    assert valid_stack_flops(2, 4, 64, 3, 3, 'forward') < stack_flops(2, 4, 64, 3, 3, 'forward')
+
+
+def test_table_gives_the_fraction_of_peak_and_only_timed_cells():
+    cells = [('forward', 8, 5), ('forward_backward', 9, 3)]
+    results = benchmark_depthwise(batch_size=1, channels=2, depth=2, impls=('nchw', 'auto'),
+                                  warmup=0, runs=1, cells=cells)
+    assert [(r.mode, r.resolution, r.kernel_size) for r in results] == [
+        cells[0], cells[0], cells[1], cells[1]]
+    table = format_table(results, peak_tflops=1.0)
+    assert 'TF/s (' in table and '%)' in table
+    assert len(table.splitlines()) == 2 + 4  # no row for a (mode, R) that was not timed
 
 
 def test_tool_writes_table(tmp_path, capsys):
@@ -68,3 +101,22 @@ def test_tool_rejects_bad_arguments(argv, message, capfd):
     assert tool.main(argv + ['--resolutions', '5', '--depth', '1', '--runs', '1']) == 1
     captured = capfd.readouterr()
     assert message in captured.out + captured.err
+
+
+class SlowIdentity(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        time.sleep(0.02)
+        return x
+
+
+def test_budget_cuts_the_slowest_paths_to_one_run():
+    module, x = SlowIdentity(), torch.randn(1, 1, 2, 2)
+    assert time_stack(module, x, 'forward', warmup=1, runs=5, budget_s=0.01) >= 20
+    assert module.calls == 2
+    time_stack(module, x, 'forward', warmup=0, runs=5)
+    assert module.calls == 7

@@ -4,9 +4,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmreplk.ops import (IMPLEMENTATIONS, DepthwiseConv2d, build_depthwise_conv, depthwise_conv2d,
-                         select_depthwise_impl, set_depthwise_impl, triton_available)
-from mmreplk.ops import depthwise_conv as dw_module
+from mmreplk.ops import (DepthwiseConv2d, DepthwiseDispatcher, build_depthwise_conv,
+                         depthwise_conv2d, implementations, set_depthwise_impl, triton_available)
+from mmreplk.ops.backends import TritonBackend
 
 from .tolerances import DTYPES, TOLERANCES, tolerance
 
@@ -46,8 +46,6 @@ def _check_against_conv2d(impl, shape, kernel_size, dtype_name, device='cpu', bi
         assert actual.dtype == dtype, name
         error = _relative_error(actual, expected)
         assert error <= bound, f'{name}: relative error {error:.2e} > {bound:.0e}'
-    if impl == 'channels_last':
-        return  # plain F.conv2d: its weight gradient takes the input's layout, PyTorch's choice
     # DDP expects every gradient laid out like its parameter (else it copies, and warns).
     for name, leaf in zip(('x', 'weight', 'bias'), leaves):
         assert leaf.grad.stride() == leaf.stride(), f'grad of {name} has strides unlike {name}'
@@ -72,42 +70,20 @@ def test_cuda_paths_match_conv2d(impl, kernel_size, dtype_name):
         _check_against_conv2d(impl, shape, kernel_size, dtype_name, device='cuda')
 
 
-@pytest.mark.parametrize('device, dtype, kernel_size, triton, expected', [
-    ('cpu', torch.float32, 31, True, 'cpu'),
-    ('cpu', torch.float32, 7, True, 'cpu'),
-    ('cpu', torch.float32, 5, True, 'nchw'),
-    ('cpu', torch.float16, 31, True, 'cpu'),
-    ('cpu', torch.bfloat16, 3, True, 'cpu'),
-    ('cpu', torch.float64, 31, True, 'cpu'),
-    ('cuda', torch.float32, 31, True, 'channels_last'),
-    ('cuda', torch.bfloat16, 7, True, 'channels_last'),
-    ('cuda', torch.float32, 5, True, 'nchw'),
-    ('cuda', torch.float64, 31, True, 'channels_last'),
-    ('cuda', torch.float16, 31, False, 'channels_last'),
-    ('meta', torch.float32, 31, True, 'nchw'),
-])
-def test_dispatch_rules(monkeypatch, device, dtype, kernel_size, triton, expected):
-    monkeypatch.setattr(dw_module, 'triton_available', lambda: triton)
-    assert select_depthwise_impl(device, dtype, kernel_size) == expected
-
-
-@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
-def test_triton_rule_when_preferred(monkeypatch, dtype):
-    monkeypatch.setattr(dw_module, 'triton_available', lambda: True)
-    assert select_depthwise_impl('cuda', dtype, 31, prefer_triton=True) == 'triton'
-    assert select_depthwise_impl('cuda', dtype, 5, prefer_triton=True) == 'nchw'
-    assert select_depthwise_impl('cpu', dtype, 31, prefer_triton=True) == 'cpu'
-
-
-def test_auto_never_runs_triton_on_cpu(monkeypatch):
+@pytest.mark.parametrize('dtype', sorted(DTYPES.values(), key=str))
+def test_auto_never_runs_triton_on_cpu(monkeypatch, dtype):
     def fail(*args):
         raise AssertionError('the Triton path ran for a CPU tensor')
 
-    monkeypatch.setattr(dw_module, '_triton_conv', fail)
-    for dtype in DTYPES.values():
-        x, weight = torch.randn(1, 2, 9, 9, dtype=dtype), torch.randn(2, 1, 31, 31, dtype=dtype)
-        out = depthwise_conv2d(x, weight)
-        assert out.shape == (1, 2, 9, 9)
+    for pass_name in ('forward', 'input_grad', 'weight_grad'):
+        monkeypatch.setattr(TritonBackend, pass_name, fail)
+    x = torch.randn(1, 2, 9, 9, dtype=dtype, requires_grad=True)
+    weight = torch.randn(2, 1, 31, 31, dtype=dtype, requires_grad=True)
+    depthwise_conv2d(x, weight).sum().backward()
+    assert x.grad.shape == x.shape and weight.grad.shape == weight.shape
+    candidates, _ = DepthwiseDispatcher().candidates('forward', torch.device('cpu'), dtype, 31,
+                                                     (1, 2, 9, 9))
+    assert 'triton' not in candidates
 
 
 def test_explicit_triton_on_cpu_explains_itself():
@@ -117,12 +93,19 @@ def test_explicit_triton_on_cpu_explains_itself():
         depthwise_conv2d(x, weight, impl='triton')
 
 
-def test_layouts_of_the_paths():
-    x, weight = torch.randn(2, 3, 9, 9), torch.randn(3, 1, 7, 7)
-    assert depthwise_conv2d(x, weight, impl='channels_last').is_contiguous(
-        memory_format=torch.channels_last)
-    channels_last_input = x.contiguous(memory_format=torch.channels_last)
-    assert depthwise_conv2d(channels_last_input, weight, impl='nchw').is_contiguous()
+@pytest.mark.parametrize('impl', ['auto', 'nchw', 'channels_last', 'cpu'])
+def test_output_and_gradients_take_the_input_layout(impl):
+    """Whatever layout a path computes in, results come back laid out like their inputs (a
+    custom op's output strides are fixed before it runs)."""
+    weight = torch.randn(3, 1, 7, 7, requires_grad=True)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(2, 3, 9, 9).contiguous(memory_format=layout).requires_grad_()
+        out = depthwise_conv2d(x, weight, impl=impl)
+        assert out.is_contiguous(memory_format=layout)
+        out.backward(torch.randn(2, 3, 9, 9).contiguous(memory_format=layout))
+        assert x.grad.is_contiguous(memory_format=layout)
+        assert weight.grad.stride() == weight.stride()
+        weight.grad = None
 
 
 @pytest.mark.parametrize('weight_shape, input_shape, match', [
@@ -167,8 +150,8 @@ def test_factory_and_impl_switch():
     assert convs[1].bias is not None and convs[0].bias is None
     x = torch.randn(1, 4, 17, 17)
     expected = model(x)
-    for impl in IMPLEMENTATIONS:
-        if impl == 'triton':
+    for impl in implementations():
+        if impl.startswith('triton'):
             continue
         assert set_depthwise_impl(model, impl) is model
         assert [m.impl for m in convs] == [impl, impl]

@@ -26,14 +26,16 @@ def _compile(kernel_name, dtype, kernel_size, shape):
     if kernel_name == 'fwd':
         fn = kernels._dwconv_fwd_kernel
         signature = dict(x_ptr=f'*{dtype}', w_ptr=f'*{dtype}', b_ptr=f'*{dtype}', y_ptr=f'*{dtype}',
-                         N='i32', C='i32', H='i32', W='i32', K='constexpr', HAS_BIAS='constexpr',
+                         N='i32', C='i32', H='i32', W='i32', N_BUCKET='i32', H_BUCKET='i32',
+                         W_BUCKET='i32', K='constexpr', HAS_BIAS='constexpr',
                          UPCAST='constexpr', BLOCK_H='constexpr', BLOCK_W='constexpr')
         constants = dict(K=kernel_size, HAS_BIAS=True, UPCAST=False, BLOCK_H=block_h,
                          BLOCK_W=block_w)
     else:
         fn = kernels._dwconv_wgrad_kernel
         signature = dict(x_ptr=f'*{dtype}', dy_ptr=f'*{dtype}', part_ptr='*fp32', N='i32', C='i32',
-                         H='i32', W='i32', NUM_SPLITS='i32', K='constexpr', UPCAST='constexpr',
+                         H='i32', W='i32', NUM_SPLITS='i32', N_BUCKET='i32', H_BUCKET='i32',
+                         W_BUCKET='i32', K='constexpr', UPCAST='constexpr',
                          BLOCK_H='constexpr', BLOCK_W='constexpr', SPAN='constexpr')
         constants = dict(K=kernel_size, UPCAST=False, BLOCK_H=block_h, BLOCK_W=block_w,
                          SPAN=kernels._span(dict(BLOCK_W=block_w, K=kernel_size)))

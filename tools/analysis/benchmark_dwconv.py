@@ -12,7 +12,6 @@ See :mod:`mmreplk.ops.benchmark`; 'auto' is the package's dispatcher, 'nchw' pla
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 from pathlib import Path
 
@@ -20,8 +19,9 @@ import torch
 from mmengine.logging import MMLogger
 
 from mmreplk.deployment.cli import run_tool
-from mmreplk.ops import IMPLEMENTATIONS
+from mmreplk.ops import implementations
 from mmreplk.ops.benchmark import MODES, benchmark_depthwise, format_table
+from mmreplk.utils.timing import device_name
 
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 #: The paper's batch on GPU; a CPU pass through 24 layers at K=31 takes seconds per image.
@@ -41,26 +41,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--channels', type=int, default=384)
     parser.add_argument('--depth', type=int, default=24, help='stacked layers (default 24)')
     parser.add_argument('--impls', nargs='+', default=['nchw', 'channels_last', 'auto'],
-                        choices=IMPLEMENTATIONS)
+                        choices=implementations())
     parser.add_argument('--modes', nargs='+', default=list(MODES), choices=MODES)
     parser.add_argument('--dtype', default='fp32', choices=sorted(DTYPES))
     parser.add_argument('--warmup', type=int, default=1, help='untimed passes per cell')
     parser.add_argument('--runs', type=int, default=3, help='timed passes per cell (median)')
     parser.add_argument('--out', help='also write the table (markdown) to this file')
     return parser.parse_args(argv)
-
-
-def device_name(device: torch.device) -> str:
-    """Human-readable name of the device the benchmark ran on."""
-    if device.type == 'cuda':
-        return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path('/proc/cpuinfo')
-    if cpuinfo.exists():
-        models = [line.split(':', 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                  if line.startswith('model name')]
-        cpu = models[0] if models else cpu
-    return f'{cpu} CPU ({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads'
 
 
 def main(argv: list[str] | None = None) -> int:

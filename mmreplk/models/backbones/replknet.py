@@ -13,6 +13,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmreplk.models.layers import ConvBN, ConvFFN, RepLKBlock
 from mmreplk.models.reparameterize import reparameterize
+from mmreplk.ops import set_depthwise_impl
 from mmreplk.utils.state_dict import load_backbone_weights
 
 _FROM_ARCH = object()
@@ -102,6 +103,10 @@ class RepLKNet(BaseModule):
         norm_intermediate_features (bool): Add a norm layer to every stage output (used by
             RepLKNet-XL downstream). Defaults to False.
         deploy (bool): Build the folded (re-parameterized) structure. Defaults to False.
+        dwconv_impl (str): How the depth-wise convs run: 'auto' times the available paths per
+            pass on first use and keeps the fastest; a name from
+            :func:`mmreplk.ops.implementations` ('nchw', 'channels_last', 'cpu', 'triton', ...)
+            forces one, also after folding. Defaults to 'auto'.
         init_cfg (dict | list[dict], optional): Initialization config; ``type='Pretrained'``
             loads a released or converted checkpoint. Defaults to None.
 
@@ -143,6 +148,7 @@ class RepLKNet(BaseModule):
                  norm_eval: bool = False,
                  norm_intermediate_features: bool = False,
                  deploy: bool = False,
+                 dwconv_impl: str = 'auto',
                  init_cfg: dict | list[dict] | None = None) -> None:
         super().__init__(init_cfg=init_cfg)
         settings = self._resolve_arch(arch)
@@ -198,6 +204,8 @@ class RepLKNet(BaseModule):
                 self.transitions.append(nn.Sequential(
                     ConvBN(c_in, c_out, 1, **conv_kw),
                     ConvBN(c_out, c_out, 3, stride=2, groups=c_out, **conv_kw)))
+        self.dwconv_impl = dwconv_impl
+        set_depthwise_impl(self, dwconv_impl)
         self._freeze_stages()
 
     @classmethod

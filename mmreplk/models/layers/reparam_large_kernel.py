@@ -77,7 +77,9 @@ class ReparamLargeKernelConv(BaseModule):
         if self.deploy:
             return
         kernel, bias = self.get_equivalent_kernel_bias()
-        conv = build_depthwise_conv(kernel.shape[0], self.kernel_size, bias=True)
+        # The folded conv runs the path the trained one was set to (a forced impl survives).
+        conv = build_depthwise_conv(kernel.shape[0], self.kernel_size, bias=True,
+                                    impl=self.lkb_origin.conv.impl)
         conv.to(device=kernel.device, dtype=kernel.dtype)
         conv.weight.copy_(kernel)
         conv.bias.copy_(bias)
