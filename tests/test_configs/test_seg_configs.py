@@ -1,6 +1,7 @@
 """Every segmentation config loads, builds, and holds the paper's recipe (SPEC section 2)."""
 import copy
 import functools
+import re
 from pathlib import Path
 
 import pytest
@@ -203,6 +204,25 @@ def test_gradient_accumulation_rule_keeps_the_optimizer_steps_and_lr():
     for j, lr in enumerate(lrs[:-1]):
         low, high = sorted(reference[j:j + 2])
         assert low * (1 - 1e-9) <= lr <= high * (1 + 1e-9), (j, lr, reference[j:j + 2])
+
+
+def test_readme_states_the_schedules_and_the_accumulation_command():
+    readme = (ROOT / 'README.md').read_text()
+    rows = re.findall(r'^\| `(upernet_\w+\.py)` \| [^|]+ \| 8 x (\d+) = (\d+) \| (\d+)k \| (\d+) \|',
+                      readme, flags=re.MULTILINE)
+    assert {name for name, *_ in rows} == set(AUTHORS)
+    for name, per_gpu, global_batch, kilo_iters, warmup_end in rows:
+        cfg = _load(ROOT / 'configs' / name)
+        assert (cfg.train_dataloader.batch_size, AUTHORS[name][0]) == (int(per_gpu), int(global_batch))
+        assert (cfg.train_cfg.max_iters, cfg.param_scheduler[0].end) == (
+            int(kilo_iters) * 1000, int(warmup_end))
+
+    command = re.search(r'^bash tools/dist_train.sh configs/(\S+) 8 --cfg-options(.*?)^```', readme,
+                        flags=re.MULTILINE | re.DOTALL)
+    options = dict(token.split('=') for token in command.group(2).split() if '=' in token)
+    cfg = _load(ROOT / 'configs' / command.group(1))
+    k = int(options['optim_wrapper.accumulative_counts'])
+    assert {key: int(value) for key, value in options.items()} == _accumulation_options(cfg, k)
 
 
 def test_variant_specifics():
