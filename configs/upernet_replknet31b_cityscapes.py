@@ -1,8 +1,8 @@
 # UperNet + RepLKNet-31B (ImageNet-1K pretrain) on Cityscapes, crop 769, whole-image test.
 # Paper: 83.1 mIoU single-scale / 83.5 multi-scale (--tta), 110M parameters.
-# The authors' schedule: 32 GPUs x 2 images = global batch 64, 20k iterations, warm-up 400
-# (1.28M samples, a quarter of ADE20K's); here 8 GPUs x 8 images. Fewer images per GPU: gradient
-# accumulation, as explained in _base_/seg/schedule_adamw_poly.py.
+# The authors' schedule: 32 GPUs x 2 images = global batch 64, 20k iterations, warm-up 400 (1.28M
+# samples, a quarter of ADE20K's); here 8 GPUs x 8 images (about 18 GiB each, README). Fewer images
+# per GPU: gradient accumulation, as explained in _base_/seg/schedule_adamw_poly.py.
 _base_ = [
     '_base_/seg/upernet_replknet.py', '_base_/seg/cityscapes_769.py',
     'mmseg::_base_/default_runtime.py', '_base_/seg/schedule_adamw_poly.py'

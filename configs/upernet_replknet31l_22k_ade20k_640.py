@@ -1,8 +1,8 @@
 # UperNet + RepLKNet-31L (ImageNet-22K pretrain) on ADE20K, crop 640, sliding-window test.
 # Paper: 52.4 mIoU single-scale / 52.7 multi-scale (--tta), 207M parameters.
-# The authors' schedule: 64 GPUs x 1 image = global batch 64, 80k iterations, warm-up 800
-# (5.12M samples); here 8 GPUs x 8 images. Fewer images per GPU: gradient accumulation, as
-# explained in _base_/seg/schedule_adamw_poly.py.
+# The authors' schedule: 64 GPUs x 1 image = global batch 64, 80k iterations, warm-up 800 (5.12M
+# samples); here 8 GPUs x 8 images (about 22 GiB each, README). Fewer images per GPU: gradient
+# accumulation, as explained in _base_/seg/schedule_adamw_poly.py.
 _base_ = ['./upernet_replknet31b_22k_ade20k_640.py']
 
 max_iters = 80000

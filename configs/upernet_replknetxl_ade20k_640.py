@@ -1,9 +1,9 @@
 # UperNet + RepLKNet-XL (MegData73M pretrain) on ADE20K, crop 640, sliding-window test.
 # Paper: 55.2 mIoU single-scale / 56.0 multi-scale (--tta), 374M parameters.
 # XL is pretrained on inputs scaled to [-1, 1] and normalises every output stage downstream.
-# The authors' schedule: 16 GPUs (A100) x 2 images = global batch 32, 160k iterations, warm-up
-# 1500 (5.12M samples); here 8 GPUs x 4 images. Fewer images per GPU: gradient accumulation, as
-# explained in _base_/seg/schedule_adamw_poly.py.
+# The authors' schedule: 16 GPUs (A100) x 2 images = global batch 32, 160k iterations, warm-up 1500
+# (5.12M samples); here 8 GPUs x 4 images (about 16 GiB each, README). Fewer images per GPU:
+# gradient accumulation, as explained in _base_/seg/schedule_adamw_poly.py.
 _base_ = ['./upernet_replknet31b_22k_ade20k_640.py']
 
 max_iters = 160000

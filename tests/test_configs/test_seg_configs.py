@@ -199,8 +199,9 @@ def test_gradient_accumulation_rule_keeps_the_optimizer_steps_and_lr():
     assert accumulated.train_dataloader.batch_size * k == cfg.train_dataloader.batch_size
     lrs = _optimizer_step_lrs(accumulated)
     assert len(lrs) == iters
-    # Step j runs at the schedule's value k - 1 iterations into step j: between the
-    # reference's steps j and j + 1.
+    # Optimizer step j follows data batches jk .. jk + k - 1 and runs at the stretched schedule's
+    # value after them, j + (k - 1) / k reference steps in: between the reference's steps j and
+    # j + 1.
     for j, lr in enumerate(lrs[:-1]):
         low, high = sorted(reference[j:j + 2])
         assert low * (1 - 1e-9) <= lr <= high * (1 + 1e-9), (j, lr, reference[j:j + 2])
@@ -208,12 +209,13 @@ def test_gradient_accumulation_rule_keeps_the_optimizer_steps_and_lr():
 
 def test_readme_states_the_schedules_and_the_accumulation_command():
     readme = (ROOT / 'README.md').read_text()
-    rows = re.findall(r'^\| `(upernet_\w+\.py)` \| [^|]+ \| 8 x (\d+) = (\d+) \| (\d+)k \| (\d+) \|',
-                      readme, flags=re.MULTILINE)
+    row = r'^\| `(upernet_\w+\.py)` \| [^|]+ \| 8 x (\d+) = (\d+) \| (\d+)k \| (\d+) \|'
+    rows = re.findall(row, readme, flags=re.MULTILINE)
     assert {name for name, *_ in rows} == set(AUTHORS)
     for name, per_gpu, global_batch, kilo_iters, warmup_end in rows:
         cfg = _load(ROOT / 'configs' / name)
-        assert (cfg.train_dataloader.batch_size, AUTHORS[name][0]) == (int(per_gpu), int(global_batch))
+        assert cfg.train_dataloader.batch_size == int(per_gpu)
+        assert AUTHORS[name][0] == int(global_batch)
         assert (cfg.train_cfg.max_iters, cfg.param_scheduler[0].end) == (
             int(kilo_iters) * 1000, int(warmup_end))
 
