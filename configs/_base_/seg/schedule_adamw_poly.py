@@ -10,7 +10,7 @@
 # by_epoch=False step every iteration: multiply max_iters, the warm-up end, the PolyLR begin and
 # end, val_interval and the checkpoint interval by k, which keeps the authors' optimizer steps and
 # learning-rate curve (README, "Semantic segmentation", gives the command line). What changes is
-# BN: SyncBN computes its statistics over the 8 x b images of one forward instead of the global
+# BN: SyncBN computes its statistics over the GPUs x b images of one forward instead of the global
 # batch. The authors kept lr 2e-4 at every global batch they used (32, 64, 128); mmengine's
 # `auto_scale_lr` would scale it linearly and does not count accumulation.
 _base_ = ['mmseg::_base_/schedules/schedule_40k.py']
