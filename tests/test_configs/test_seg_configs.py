@@ -1,6 +1,7 @@
 """Every segmentation config loads, builds, and holds the paper's recipe (SPEC section 2)."""
 import copy
 import functools
+import re
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,19 @@ PAPER = {
     'upernet_replknetxl_ade20k_640.py': (374, 'XL', 0.5, 640, 'slide'),
     'upernet_replknet31b_cityscapes.py': (110, '31B', 0.5, 769, 'whole'),
 }
+
+# name: the authors' (global batch, iterations, warm-up end, resize scale of train and test),
+# from their released configs (RepLKNet-pytorch, segmentation/configs).
+AUTHORS = {
+    'upernet_replknet31b_ade20k.py': (128, 40000, 400, (2048, 512)),
+    'upernet_replknet31b_22k_ade20k_640.py': (128, 40000, 400, (2048, 512)),
+    'upernet_replknet31l_22k_ade20k_640.py': (64, 80000, 800, (2048, 512)),
+    'upernet_replknetxl_ade20k_640.py': (32, 160000, 1500, (2048, 512)),
+    'upernet_replknet31b_cityscapes.py': (64, 20000, 400, (2049, 1025)),
+}
+GPUS = 8  # the layout the configs and the README state
+SAMPLES = {'ade20k': 5_120_000, 'cityscapes': 1_280_000}
+TTA_RATIOS = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 
 
 @functools.lru_cache(maxsize=None)
@@ -78,12 +92,139 @@ def test_paper_recipe(name):
     assert warmup.type == 'LinearLR' and warmup.start_factor == 1e-6
     assert poly.type == 'PolyLR' and poly.power == 1.0 and poly.eta_min == 0.0
     assert warmup.end == poly.begin and poly.end == cfg.train_cfg.max_iters
-    assert cfg.train_dataloader.batch_size == 2  # x 8 GPUs
-    expected_iters = 80000 if 'cityscapes' in name else 160000
-    assert cfg.train_cfg.max_iters == expected_iters
 
     ratios = [t['scale'] for t in cfg.tta_pipeline[1]['transforms'][0]]
     assert len(ratios) == 6 and len(cfg.tta_pipeline[1]['transforms'][1]) == 2
+
+
+@pytest.mark.parametrize('name', sorted(AUTHORS))
+def test_authors_batch_and_schedule(name):
+    cfg = _load(ROOT / 'configs' / name)
+    global_batch, iters, warmup_end, _ = AUTHORS[name]
+    accumulation = cfg.optim_wrapper.accumulative_counts
+    assert accumulation == 1  # the stated layout holds the global batch on 8 GPUs
+    assert cfg.train_dataloader.batch_size * accumulation * GPUS == global_batch
+    assert cfg.train_cfg.max_iters == iters
+    warmup, poly = cfg.param_scheduler
+    assert (warmup.begin, warmup.end, poly.begin, poly.end) == (0, warmup_end, warmup_end, iters)
+    assert cfg.optim_wrapper.optimizer.lr == 2e-4
+    dataset = 'cityscapes' if 'cityscapes' in name else 'ade20k'
+    assert global_batch * iters == SAMPLES[dataset]
+    assert cfg.train_cfg.val_interval == cfg.default_hooks.checkpoint.interval == iters // 10
+
+
+def _transform(pipeline, kind):
+    (transform,) = [t for t in pipeline if t['type'] == kind]
+    return transform
+
+
+@pytest.mark.parametrize('name', sorted(AUTHORS))
+def test_authors_image_scales(name):
+    cfg = _load(ROOT / 'configs' / name)
+    scale, crop = AUTHORS[name][3], PAPER[name][3]
+    train = cfg.train_dataloader.dataset.pipeline
+    assert _transform(train, 'RandomResize') == dict(
+        type='RandomResize', scale=scale, ratio_range=(0.5, 2.0), keep_ratio=True)
+    assert _transform(train, 'RandomCrop').crop_size == (crop, crop)
+    for loader in (cfg.val_dataloader, cfg.test_dataloader):
+        assert _transform(loader.dataset.pipeline, 'Resize').scale == scale
+    assert _transform(cfg.test_pipeline, 'Resize').scale == scale
+    tta_resizes = cfg.tta_pipeline[1]['transforms'][0]
+    assert [t['scale'] for t in tta_resizes] == [
+        (int(scale[0] * r), int(scale[1] * r)) for r in TTA_RATIOS]
+
+
+def _accumulation_options(cfg, k):
+    """The --cfg-options the README gives for k-fold gradient accumulation: k times fewer images
+    per GPU, and every iteration count of the schedule k times longer."""
+    warmup_end, iters = cfg.param_scheduler[0].end, cfg.train_cfg.max_iters
+    return {
+        'train_dataloader.batch_size': cfg.train_dataloader.batch_size // k,
+        'optim_wrapper.accumulative_counts': k,
+        'train_cfg.max_iters': iters * k,
+        'train_cfg.val_interval': cfg.train_cfg.val_interval * k,
+        'default_hooks.checkpoint.interval': cfg.default_hooks.checkpoint.interval * k,
+        'param_scheduler.0.end': warmup_end * k,
+        'param_scheduler.1.begin': warmup_end * k,
+        'param_scheduler.1.end': iters * k,
+    }
+
+
+def _optimizer_step_lrs(cfg):
+    """Learning rates of every optimizer step of a training run under ``cfg``'s optimizer
+    wrapper and schedulers, driven as mmengine's IterBasedTrainLoop drives them: one data
+    batch per iteration, the schedulers stepped after every iteration."""
+    import torch
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import PARAM_SCHEDULERS
+
+    model = torch.nn.Linear(1, 1)
+    optim_wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optim_wrapper))
+                  for s in cfg.param_scheduler]
+    max_iters = cfg.train_cfg.max_iters
+    optim_wrapper.initialize_count_status(model, 0, max_iters)
+    lrs = []
+    optim_wrapper.optimizer.register_step_pre_hook(
+        lambda optimizer, *_: lrs.append(optimizer.param_groups[0]['lr']))
+    x = torch.ones(1, 1)
+    for _ in range(max_iters):
+        optim_wrapper.update_params(model(x).sum())
+        for scheduler in schedulers:
+            scheduler.step()
+    return lrs
+
+
+@pytest.mark.filterwarnings('ignore:Detected call of')
+def test_gradient_accumulation_rule_keeps_the_optimizer_steps_and_lr():
+    # The Cityscapes schedule, shortened 50-fold to keep the test fast: the rule is the same at
+    # any length.
+    cfg = _load(ROOT / 'configs' / 'upernet_replknet31b_cityscapes.py')
+    iters, warmup_end = cfg.train_cfg.max_iters // 50, cfg.param_scheduler[0].end // 50
+    cfg.merge_from_dict({'train_cfg.max_iters': iters, 'param_scheduler.0.end': warmup_end,
+                         'param_scheduler.1.begin': warmup_end, 'param_scheduler.1.end': iters})
+    k = 4
+    reference = _optimizer_step_lrs(cfg)
+    assert len(reference) == iters and reference[warmup_end] == pytest.approx(2e-4, rel=1e-6)
+
+    # Accumulation alone: the schedule counts data batches (reference[i] is its value after i
+    # of them), so the run makes k times fewer optimizer steps and runs each at the value of
+    # its last data batch: the warm-up and the decay take k times fewer steps.
+    naive = copy.deepcopy(cfg)
+    naive.merge_from_dict({'optim_wrapper.accumulative_counts': k})
+    assert _optimizer_step_lrs(naive) == reference[k - 1::k]
+
+    accumulated = copy.deepcopy(cfg)
+    accumulated.merge_from_dict(_accumulation_options(cfg, k))
+    assert accumulated.train_dataloader.batch_size * k == cfg.train_dataloader.batch_size
+    lrs = _optimizer_step_lrs(accumulated)
+    assert len(lrs) == iters
+    # Optimizer step j follows data batches jk .. jk + k - 1 and runs at the stretched schedule's
+    # value after them, j + (k - 1) / k reference steps in: between the reference's steps j and
+    # j + 1.
+    for j, lr in enumerate(lrs[:-1]):
+        low, high = sorted(reference[j:j + 2])
+        assert low * (1 - 1e-9) <= lr <= high * (1 + 1e-9), (j, lr, reference[j:j + 2])
+
+
+def test_readme_states_the_schedules_and_the_accumulation_command():
+    readme = (ROOT / 'README.md').read_text()
+    row = r'^\| `(upernet_\w+\.py)` \| [^|]+ \| 8 x (\d+) = (\d+) \| (\d+)k \| (\d+) \|'
+    rows = re.findall(row, readme, flags=re.MULTILINE)
+    assert {name for name, *_ in rows} == set(AUTHORS)
+    for name, per_gpu, global_batch, kilo_iters, warmup_end in rows:
+        cfg = _load(ROOT / 'configs' / name)
+        assert cfg.train_dataloader.batch_size == int(per_gpu)
+        assert AUTHORS[name][0] == int(global_batch)
+        assert (cfg.train_cfg.max_iters, cfg.param_scheduler[0].end) == (
+            int(kilo_iters) * 1000, int(warmup_end))
+
+    command = re.search(r'^bash tools/dist_train.sh configs/(\S+) 8 --cfg-options(.*?)^```', readme,
+                        flags=re.MULTILINE | re.DOTALL)
+    options = dict(token.split('=') for token in command.group(2).split() if '=' in token)
+    cfg = _load(ROOT / 'configs' / command.group(1))
+    k = int(options['optim_wrapper.accumulative_counts'])
+    assert {key: int(value) for key, value in options.items()} == _accumulation_options(cfg, k)
 
 
 def test_variant_specifics():

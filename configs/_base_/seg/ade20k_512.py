@@ -1,5 +1,7 @@
-# mmseg's ade20k pipelines, 8 GPUs x 2 images, and the paper's multi-scale + flip test:
+# mmseg's ade20k pipelines (train: resize to scale (2048, 512) x ratio 0.5-2.0, 512 crop; test:
+# resize to (2048, 512)), as in the authors' configs, and the paper's multi-scale + flip test:
 # ratios 0.5-1.75 of the single-scale test size (mmseg's own tta_pipeline scales the raw image).
+# Images per GPU are set by each leaf config, with its schedule.
 _base_ = ['mmseg::_base_/datasets/ade20k.py']
 
 test_scale = (2048, 512)
@@ -17,5 +19,3 @@ tta_pipeline = [
             [dict(type='PackSegInputs')],
         ])
 ]
-
-train_dataloader = dict(batch_size=2, num_workers=4)

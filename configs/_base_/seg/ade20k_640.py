@@ -1,21 +1,16 @@
-# mmseg's ade20k_640x640 pipelines, 8 GPUs x 2 images, and the paper's multi-scale + flip test:
-# ratios 0.5-1.75 of the single-scale test size (mmseg's own tta_pipeline scales the raw image).
-_base_ = ['mmseg::_base_/datasets/ade20k_640x640.py']
+# The authors' 640-crop ADE20K data: their 512 pipelines (train: resize to scale (2048, 512) x
+# ratio 0.5-2.0; test: resize to (2048, 512), which the slide test covers with 640 windows) with a
+# 640 train crop. mmseg's ade20k_640x640 resizes to (2560, 640) instead.
+_base_ = ['./ade20k_512.py']
 
-test_scale = (2560, 640)
-img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
-tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(
-        type='TestTimeAug',
-        transforms=[
-            [dict(type='Resize', scale=(int(test_scale[0] * r), int(test_scale[1] * r)),
-                  keep_ratio=True) for r in img_ratios],
-            [dict(type='RandomFlip', prob=0., direction='horizontal'),
-             dict(type='RandomFlip', prob=1., direction='horizontal')],
-            [dict(type='LoadAnnotations')],
-            [dict(type='PackSegInputs')],
-        ])
+crop_size = (640, 640)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs'),
 ]
-
-train_dataloader = dict(batch_size=2, num_workers=4)
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

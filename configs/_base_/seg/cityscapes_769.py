@@ -1,5 +1,7 @@
-# mmseg's cityscapes_769x769 pipelines, 8 GPUs x 2 images, and the paper's multi-scale + flip test:
-# ratios 0.5-1.75 of the single-scale test size (mmseg's own tta_pipeline scales the raw image).
+# mmseg's cityscapes_769x769 pipelines (train: resize to scale (2049, 1025) x ratio 0.5-2.0, 769
+# crop; test: resize to (2049, 1025)), as in the authors' config, and the paper's multi-scale +
+# flip test: ratios 0.5-1.75 of the single-scale test size (mmseg's own tta_pipeline scales the raw
+# image). Images per GPU are set by the leaf config, with its schedule.
 _base_ = ['mmseg::_base_/datasets/cityscapes_769x769.py']
 
 test_scale = (2049, 1025)
@@ -18,4 +20,4 @@ tta_pipeline = [
         ])
 ]
 
-train_dataloader = dict(batch_size=2, num_workers=4)
+train_dataloader = dict(num_workers=4)
