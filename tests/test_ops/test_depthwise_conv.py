@@ -59,12 +59,16 @@ def test_cpu_paths_match_conv2d(impl, kernel_size, shape, dtype_name):
     _check_against_conv2d(impl, shape, kernel_size, dtype_name, bias=shape[0] > 1)
 
 
+# 'auto' at every K; each Triton kernel forced at three (every K compiles its own kernels).
+CUDA_CASES = [('auto', k) for k in KERNEL_SIZES] + [
+    (impl, k) for impl in implementations() if impl.startswith('triton') for k in (3, 13, 31)]
+
+
 @cuda_only
 @pytest.mark.parametrize('dtype_name', sorted(TOLERANCES))
-@pytest.mark.parametrize('kernel_size', KERNEL_SIZES)
-@pytest.mark.parametrize('impl', ('auto', 'triton'))
+@pytest.mark.parametrize('impl, kernel_size', CUDA_CASES)
 def test_cuda_paths_match_conv2d(impl, kernel_size, dtype_name):
-    if impl == 'triton' and not triton_available():
+    if impl.startswith('triton') and not triton_available():
         pytest.skip('triton is not installed')
     for shape in SHAPES + ((2, 8, 67, 45), ):
         _check_against_conv2d(impl, shape, kernel_size, dtype_name, device='cuda')
