@@ -9,7 +9,7 @@ from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
-from .fileio import ATOMIC_BACKEND, atomic_write, remove_stale_tmp_files
+from .fileio import ATOMIC_BACKEND, AtomicWriteError, atomic_write, remove_stale_tmp_files
 from .resume import POINTER_NAME, CheckpointSaveError, save_failure_message
 from .rng import get_data_rng_state, get_model_rng_state, set_data_rng_state, set_model_rng_state
 
@@ -211,8 +211,9 @@ class CrashSafeCheckpointHook(CheckpointHook):
         except OSError as err:
             # An expected fault of long runs (full disk, quota): the files are consistent, so
             # the user gets what to do instead of a traceback.
-            raise CheckpointSaveError(save_failure_message(
-                self.last_ckpt, err, runner.work_dir, getattr(err, 'size', None))) from err
+            size = err.size if isinstance(err, AtomicWriteError) else None
+            raise CheckpointSaveError(
+                save_failure_message(self.last_ckpt, err, runner.work_dir, size)) from err
         finally:
             self._gathered_rng = None
 

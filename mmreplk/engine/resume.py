@@ -35,6 +35,7 @@ import struct
 import sys
 import zipfile
 from collections.abc import Sequence
+from typing import BinaryIO
 from dataclasses import dataclass, field
 
 from mmengine.config import Config
@@ -93,16 +94,18 @@ def checkpoint_damage(path: str | os.PathLike) -> str | None:
             if head == _LEGACY_MAGIC:
                 return None
             if not head.startswith(_ZIP_LOCAL_SIGNATURE):
-                return f'it is not a torch checkpoint ({size} bytes that start like no zip archive)'
+                return (f'it is not a torch checkpoint: its {size} bytes start with neither a zip '
+                        f'nor a pickle header')
             return _zip_damage(f, size)
     except OSError as err:
         return f'it cannot be read ({err.strerror or err})'
 
 
-def _zip_damage(f, size: int) -> str | None:
+def _zip_damage(f: BinaryIO, size: int) -> str | None:
+    """The damage of an open file that starts like a zip archive (see :func:`checkpoint_damage`)."""
     try:
         archive = zipfile.ZipFile(f)
-    except (zipfile.BadZipFile, ValueError):
+    except (zipfile.BadZipFile, ValueError, EOFError):
         return (f'truncated: {size} bytes with the start of a torch zip archive but without its '
                 f'end (central directory)')
     with archive:
@@ -113,18 +116,19 @@ def _zip_damage(f, size: int) -> str | None:
         for info in records:
             f.seek(info.header_offset)
             header = f.read(_ZIP_LOCAL_HEADER.size)
-            fields = (_ZIP_LOCAL_HEADER.unpack(header) if len(header) == _ZIP_LOCAL_HEADER.size
-                      else None)
-            if fields is None or fields[0] != _ZIP_LOCAL_SIGNATURE:
+            if len(header) < _ZIP_LOCAL_HEADER.size:
+                return f'truncated: record {info.filename} starts past the end of the file'
+            signature, *_, name_length, extra_length = _ZIP_LOCAL_HEADER.unpack(header)
+            if signature != _ZIP_LOCAL_SIGNATURE:
                 return f'damaged: the header of record {info.filename} is overwritten'
-            end = info.header_offset + _ZIP_LOCAL_HEADER.size + fields[9] + fields[10]
-            if end + info.compress_size > size:
+            data_start = info.header_offset + _ZIP_LOCAL_HEADER.size + name_length + extra_length
+            if data_start + info.compress_size > size:
                 return f'truncated: record {info.filename} runs past the end of the file'
         # torch.serialization.set_crc32_options(False) writes CRC 0: nothing to compare then.
         if pickles[0].CRC:
             try:
                 archive.read(pickles[0])
-            except zipfile.BadZipFile:
+            except (zipfile.BadZipFile, NotImplementedError, EOFError):
                 return f'damaged: record {pickles[0].filename} fails its CRC-32 check'
     return None
 
@@ -151,7 +155,7 @@ def _is_local(path: str) -> bool:
 class ResumeCandidates:
     """What :func:`find_resume_checkpoint` looked at in a work dir.
 
-    Args:
+    Attributes:
         pointer (str | None): The checkpoint ``last_checkpoint`` names; None without that file.
         chosen (str | None): The checkpoint to resume from; None when none is usable.
         rejected (list[tuple[str, str]]): ``(path, damage)`` of each file tried and refused,
@@ -189,10 +193,11 @@ def find_resume_checkpoint(work_dir: str | os.PathLike) -> ResumeCandidates:
             found.chosen = pointer
             return found
         candidates.append(osp.abspath(pointer))
-    folders = dict.fromkeys([osp.dirname(candidates[0])] if candidates else [])
-    folders[work_dir] = None
+    # The pointer's folder is the hook's out_dir, which may differ from the work dir.
+    folders = {work_dir, *(osp.dirname(path) for path in candidates)}
     by_number = sorted({path for folder in folders for path in _checkpoints_in(folder)},
-                       key=lambda path: _checkpoint_number(osp.basename(path)), reverse=True)
+                       key=lambda path: (_checkpoint_number(osp.basename(path)), path),
+                       reverse=True)
     candidates += [path for path in by_number if path not in candidates]
     for path in candidates:
         damage = checkpoint_damage(path)
