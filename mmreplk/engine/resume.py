@@ -212,7 +212,7 @@ def _describe(rejected: list[tuple[str, str]]) -> str:
     return '; '.join(f'{path}: {damage}' for path, damage in rejected)
 
 
-def _warn_once(message: str) -> None:
+def _warn_on_rank_zero(message: str) -> None:
     # Before the Runner exists the logger does not know the rank yet: ask the launcher's variable.
     rank = get_rank() if is_distributed() else int(os.environ.get('RANK', '0'))
     if rank == 0:
@@ -260,7 +260,7 @@ def resolve_resume(cfg: Config) -> Config:
                  f'{found.rejected[0][1]}')
         skipped = found.rejected[1:] if found.pointer is not None else found.rejected
         also = f' Also skipped {_describe(skipped)}.' if skipped else ''
-        _warn_once(f'{named}. Resuming from {found.chosen}, the newest intact checkpoint.{also}')
+        _warn_on_rank_zero(f'{named}. Resuming from {found.chosen}, the newest intact checkpoint.{also}')
     cfg.load_from = found.chosen
     return cfg
 
