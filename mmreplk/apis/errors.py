@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from mmengine.logging import MMLogger
 
 from mmreplk.datasets.layout import DatasetLayoutError
+from mmreplk.engine.resume import CheckpointError
 from mmreplk.utils.checkpoint import UntrustedCheckpointError
 
 
@@ -15,7 +16,8 @@ class ToolError(RuntimeError):
 
 
 #: Exceptions whose message alone tells the user what to do; no traceback is shown for them.
-USER_ERRORS = (ToolError, DatasetLayoutError, UntrustedCheckpointError, FileNotFoundError)
+USER_ERRORS = (ToolError, DatasetLayoutError, UntrustedCheckpointError, FileNotFoundError,
+               CheckpointError)
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmreplk.datasets.layout import check_dataset_layout
+from mmreplk.engine import resolve_resume
 from .errors import ToolError
 
 _SYNC_NORMS = ('SyncBN', 'MMSyncBN')
@@ -186,6 +187,7 @@ def train(cfg: Config) -> Runner:
     check_dataset_layout(cfg, splits=('train', 'val'))
     check_amp(cfg)
     resolve_pretrained(cfg)
+    resolve_resume(cfg)
     with _process_group_scope() as owns_group:
         prepare_distributed(cfg)
         runner = build_runner(cfg)

@@ -9,7 +9,8 @@ from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
-from .fileio import ATOMIC_BACKEND, atomic_write, remove_stale_tmp_files
+from .fileio import ATOMIC_BACKEND, AtomicWriteError, atomic_write, remove_stale_tmp_files
+from .resume import POINTER_NAME, CheckpointSaveError, save_failure_message
 from .rng import get_data_rng_state, get_model_rng_state, set_data_rng_state, set_model_rng_state
 
 #: Checkpoint key holding the per-rank generator states.
@@ -32,6 +33,10 @@ class CrashSafeCheckpointHook(CheckpointHook):
     * **Safe order.** A new checkpoint is written, then ``last_checkpoint`` points to it, and only
       then is the checkpoint that ``max_keep_ckpts`` expires deleted. mmengine deletes first, so
       a kill in between leaves ``last_checkpoint`` pointing at a deleted file.
+    * **A failed save ends the run with what to do.** An ``OSError`` while saving (full disk,
+      quota, I/O error) becomes a :class:`~mmreplk.engine.CheckpointSaveError` whose message
+      gives the error, the space needed and free, the newest intact checkpoint and the command
+      that resumes from it (:func:`~mmreplk.engine.resume.save_failure_message`).
     * **Generator states** (``save_rng_state``). Each checkpoint stores every rank's generator
       states; ``--resume`` restores them, so that with ``randomness=dict(seed=..,
       deterministic=True)`` a resumed run ends with the same weights as an uninterrupted one.
@@ -201,6 +206,20 @@ class CrashSafeCheckpointHook(CheckpointHook):
         ckpt_filename = self.filename_tmpl.format(step)
         self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        try:
+            self._write_checkpoint(runner, ckpt_filename, meta, expired)
+        except OSError as err:
+            # An expected fault of long runs (full disk, quota): the files are consistent, so
+            # the user gets what to do instead of a traceback.
+            size = err.size if isinstance(err, AtomicWriteError) else None
+            raise CheckpointSaveError(
+                save_failure_message(self.last_ckpt, err, runner.work_dir, size)) from err
+        finally:
+            self._gathered_rng = None
+
+    def _write_checkpoint(self, runner, ckpt_filename: str, meta: dict,
+                          expired: list[int]) -> None:
+        """Writes the checkpoint, then the pointer to it, then deletes the expired ones."""
         runner.save_checkpoint(
             self.out_dir,
             ckpt_filename,
@@ -211,10 +230,9 @@ class CrashSafeCheckpointHook(CheckpointHook):
             by_epoch=self.by_epoch,
             backend_args=self.backend_args,
             **self.args)
-        self._gathered_rng = None
         if not is_main_process():
             return
-        atomic_write(self.last_ckpt, osp.join(runner.work_dir, 'last_checkpoint'))
+        atomic_write(self.last_ckpt, osp.join(runner.work_dir, POINTER_NAME))
         for old_step in expired:
             path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old_step))
             if self.file_backend.isfile(path):

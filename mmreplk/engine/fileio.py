@@ -23,6 +23,18 @@ TMP_SUFFIX = '.mmreplk-tmp'
 ATOMIC_BACKEND = 'mmreplk_atomic_local'
 
 
+class AtomicWriteError(OSError):
+    """An :func:`atomic_write` that failed: the target is as it was, no temporary file remains.
+
+    It carries the ``errno`` and ``strerror`` of the underlying error, the final path as
+    ``filename``, and the number of bytes that were to be written as ``size``.
+    """
+
+    def __init__(self, err: OSError, path: str, size: int) -> None:
+        super().__init__(err.errno, err.strerror or str(err), path)
+        self.size = size
+
+
 def _fsync_dir(folder: str) -> None:
     # The rename is only durable once the directory entry itself reaches the disk.
     fd = os.open(folder, os.O_RDONLY)
@@ -42,6 +54,9 @@ def atomic_write(data: bytes | str, path: str | os.PathLike, encoding: str = 'ut
         data (bytes | str): Content; text is encoded with ``encoding``.
         path (str | os.PathLike): Final file path.
         encoding (str): Encoding of text data. Defaults to 'utf-8'.
+
+    Raises:
+        AtomicWriteError: Writing failed (e.g. the disk is full); ``path`` is unchanged.
     """
     path = os.fspath(path)
     folder = osp.dirname(osp.abspath(path))
@@ -58,9 +73,11 @@ def atomic_write(data: bytes | str, path: str | os.PathLike, encoding: str = 'ut
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp_path)
+        if isinstance(err, OSError):
+            raise AtomicWriteError(err, path, len(data)) from err
         raise
     _fsync_dir(folder)
 

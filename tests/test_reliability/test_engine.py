@@ -1,9 +1,4 @@
-"""mmreplk.engine: atomic files, generator states, and exact resume with a toy mmengine Runner.
-
-The toy model has dropout (torch stream) and its dataset draws augmentation noise from NumPy and
-``random`` in the main process (data stream), so both streams matter for an exact resume.
-"""
-import itertools
+"""mmreplk.engine: atomic files, generator states, and exact resume with a toy mmengine Runner."""
 import os
 import random
 import signal
@@ -15,126 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from mmengine.evaluator import BaseMetric
 from mmengine.fileio import get_file_backend
 from mmengine.hooks import Hook
-from mmengine.model import BaseModel
 from mmengine.runner import Runner
-from torch.utils.data import Dataset
 
 from mmreplk.engine import (ATOMIC_BACKEND, RNG_STATE_KEY, TMP_SUFFIX, AtomicLocalBackend,
-                            atomic_write, get_data_rng_state, get_model_rng_state,
-                            remove_stale_tmp_files, set_data_rng_state, set_model_rng_state)
+                            CheckpointSaveError, atomic_write, get_data_rng_state,
+                            get_model_rng_state, remove_stale_tmp_files, set_data_rng_state,
+                            set_model_rng_state)
 from mmreplk.engine import fileio as engine_fileio
 from mmreplk.utils import load_checkpoint_file
+from .toy_runner import ToyModel, next_experiment_name, run_toy, toy_loader, weights
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-_RUN_IDS = itertools.count()
-
-
-class ToyModel(BaseModel):
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(),
-                                       torch.nn.Dropout(0.5), torch.nn.Linear(16, 1))
-
-    def forward(self, inputs, targets, mode='tensor'):
-        out = self.net(inputs)
-        if mode == 'loss':
-            return dict(loss=torch.nn.functional.mse_loss(out, targets))
-        return [dict(pred=p, target=t) for p, t in zip(out, targets)]
-
-
-class NoisyDataset(Dataset):
-    """Augments with the global NumPy and Python generators, like mmcv transforms do."""
-
-    def __len__(self) -> int:
-        return 10
-
-    def __getitem__(self, index: int) -> dict:
-        x = np.linspace(-1, 1, 4) * (index + 1) / 10 + np.random.normal(0, 0.1, 4)
-        x = x * random.uniform(0.9, 1.1)
-        return dict(inputs=torch.tensor(x, dtype=torch.float32),
-                    targets=torch.tensor([x.sum()], dtype=torch.float32))
-
-
-class ToyMetric(BaseMetric):
-
-    def process(self, data_batch, data_samples) -> None:
-        self.results += [float((s['pred'] - s['target']).abs()) for s in data_samples]
-
-    def compute_metrics(self, results) -> dict:
-        return dict(mae=float(np.mean(results)))
-
-
-class SimulatedCrash(RuntimeError):
-    pass
-
-
-class CrashAfterIter(Hook):
-    """Raises after iteration ``at`` finished (and after its checkpoint, if one was due)."""
-    priority = 'LOWEST'
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        if runner.iter + 1 == self.at:
-            raise SimulatedCrash(f'simulated crash after iteration {self.at}')
-
-
-@pytest.fixture(autouse=True)
-def _restore_determinism():
-    # Runner(randomness=dict(deterministic=True)) switches this globally for the process.
-    previous = torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.use_deterministic_algorithms(previous)
-
-
-def _loader(num_workers: int, shuffle: bool, infinite: bool = True) -> dict:
-    return dict(dataset=NoisyDataset(), batch_size=3, num_workers=num_workers,
-                persistent_workers=num_workers > 0,
-                sampler=dict(type='InfiniteSampler' if infinite else 'DefaultSampler',
-                             shuffle=shuffle),
-                collate_fn=dict(type='default_collate'))
-
-
-def _run(work_dir, *, max_iters=9, crash_at=None, resume=False, num_workers=0,
-         save_rng_state=True, max_keep_ckpts=-1, by_epoch=False) -> Runner:
-    """Iteration-based: checkpoints every 3 of ``max_iters`` iterations. Epoch-based: 3 epochs
-    of 4 iterations, a checkpoint after each."""
-    checkpoint = dict(type='CrashSafeCheckpointHook', by_epoch=by_epoch,
-                      interval=1 if by_epoch else 3, max_keep_ckpts=max_keep_ckpts,
-                      save_rng_state=save_rng_state)
-    train_cfg = (dict(by_epoch=True, max_epochs=3, val_interval=1) if by_epoch else
-                 dict(by_epoch=False, max_iters=max_iters, val_interval=3))
-    torch.manual_seed(0)  # the model is built before the Runner seeds anything
-    runner = Runner(
-        model=ToyModel(),
-        work_dir=str(work_dir),
-        experiment_name=f'toy_{next(_RUN_IDS)}',
-        train_dataloader=_loader(num_workers, shuffle=True, infinite=not by_epoch),
-        train_cfg=train_cfg,
-        val_dataloader=_loader(0, shuffle=False, infinite=False),
-        val_cfg=dict(),
-        val_evaluator=[ToyMetric()],
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9)),
-        default_hooks=dict(checkpoint=checkpoint, logger=dict(type='LoggerHook', interval=100)),
-        custom_hooks=[CrashAfterIter(crash_at)] if crash_at else None,
-        randomness=dict(seed=0, deterministic=True),
-        resume=resume,
-        default_scope='mmengine')
-    if crash_at:
-        with pytest.raises(SimulatedCrash):
-            runner.train()
-    else:
-        runner.train()
-    return runner
-
-
-def _weights(runner: Runner) -> dict:
-    return {k: v.detach().clone() for k, v in runner.model.state_dict().items()}
 
 
 # --- atomic files -------------------------------------------------------------------------------
@@ -231,35 +119,35 @@ def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
 
 @pytest.mark.parametrize('num_workers', [0, 1])
 def test_resumed_run_ends_with_the_uninterrupted_weights(tmp_path, num_workers):
-    reference = _weights(_run(tmp_path / 'full', num_workers=num_workers))
-    _run(tmp_path / 'resumed', crash_at=5, num_workers=num_workers)
+    reference = weights(run_toy(tmp_path / 'full', num_workers=num_workers))
+    run_toy(tmp_path / 'resumed', crash_at=5, num_workers=num_workers)
     assert (tmp_path / 'resumed' / 'last_checkpoint').read_text().endswith('iter_3.pth')
-    resumed = _run(tmp_path / 'resumed', resume=True, num_workers=num_workers)
+    resumed = run_toy(tmp_path / 'resumed', resume=True, num_workers=num_workers)
     assert resumed.iter == 9
     for key, value in reference.items():
-        torch.testing.assert_close(_weights(resumed)[key], value, rtol=0, atol=0, msg=key)
+        torch.testing.assert_close(weights(resumed)[key], value, rtol=0, atol=0, msg=key)
 
 
 def test_epoch_based_run_resumed_from_an_epoch_checkpoint_is_exact(tmp_path):
-    reference = _weights(_run(tmp_path / 'full', by_epoch=True))
-    _run(tmp_path / 'resumed', crash_at=6, by_epoch=True)  # in the middle of epoch 2
+    reference = weights(run_toy(tmp_path / 'full', by_epoch=True))
+    run_toy(tmp_path / 'resumed', crash_at=6, by_epoch=True)  # in the middle of epoch 2
     assert (tmp_path / 'resumed' / 'last_checkpoint').read_text().endswith('epoch_1.pth')
-    resumed = _run(tmp_path / 'resumed', resume=True, by_epoch=True)
+    resumed = run_toy(tmp_path / 'resumed', resume=True, by_epoch=True)
     assert resumed.epoch == 3
     for key, value in reference.items():
-        torch.testing.assert_close(_weights(resumed)[key], value, rtol=0, atol=0, msg=key)
+        torch.testing.assert_close(weights(resumed)[key], value, rtol=0, atol=0, msg=key)
 
 
 def test_without_rng_states_the_resume_is_not_exact(tmp_path):
     # Shows what the saved states buy: dropout masks after the resume differ otherwise.
-    reference = _weights(_run(tmp_path / 'full', save_rng_state=False))
-    _run(tmp_path / 'resumed', crash_at=5, save_rng_state=False)
-    resumed = _weights(_run(tmp_path / 'resumed', resume=True, save_rng_state=False))
+    reference = weights(run_toy(tmp_path / 'full', save_rng_state=False))
+    run_toy(tmp_path / 'resumed', crash_at=5, save_rng_state=False)
+    resumed = weights(run_toy(tmp_path / 'resumed', resume=True, save_rng_state=False))
     assert any(not torch.equal(resumed[k], reference[k]) for k in reference)
 
 
 def test_checkpoint_holds_per_rank_states_and_loads_without_trust(tmp_path):
-    _run(tmp_path, max_iters=3)
+    run_toy(tmp_path, max_iters=3)
     checkpoint = load_checkpoint_file(tmp_path / 'iter_3.pth')
     states = checkpoint[RNG_STATE_KEY]
     assert len(states) == 1 and set(states[0]) == {'model', 'data'}
@@ -267,12 +155,12 @@ def test_checkpoint_holds_per_rank_states_and_loads_without_trust(tmp_path):
 
 
 def test_fine_tuning_from_a_checkpoint_does_not_restore_its_rng_state(tmp_path):
-    _run(tmp_path / 'a', max_iters=3)
+    run_toy(tmp_path / 'a', max_iters=3)
     checkpoint = load_checkpoint_file(tmp_path / 'a' / 'iter_3.pth')
     expected_model_state = checkpoint[RNG_STATE_KEY][0]['model']['torch']
     runner = Runner(
-        model=ToyModel(), work_dir=str(tmp_path / 'b'), experiment_name=f'toy_{next(_RUN_IDS)}',
-        train_dataloader=_loader(0, shuffle=True), train_cfg=dict(by_epoch=False, max_iters=1),
+        model=ToyModel(), work_dir=str(tmp_path / 'b'), experiment_name=next_experiment_name(),
+        train_dataloader=toy_loader(0, shuffle=True), train_cfg=dict(by_epoch=False, max_iters=1),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05)),
         default_hooks=dict(checkpoint=dict(type='CrashSafeCheckpointHook', by_epoch=False,
                                            interval=1)),
@@ -292,7 +180,7 @@ def test_fine_tuning_from_a_checkpoint_does_not_restore_its_rng_state(tmp_path):
 
 
 def test_max_keep_ckpts_deletes_only_after_the_new_checkpoint_is_in_place(tmp_path, monkeypatch):
-    _run(tmp_path, max_iters=3, max_keep_ckpts=1)
+    run_toy(tmp_path, max_iters=3, max_keep_ckpts=1)
     real_fsync = engine_fileio.os.fsync
     writes = []
 
@@ -304,8 +192,8 @@ def test_max_keep_ckpts_deletes_only_after_the_new_checkpoint_is_in_place(tmp_pa
         real_fsync(fd)
 
     monkeypatch.setattr(engine_fileio.os, 'fsync', fail_on_checkpoint)
-    with pytest.raises(OSError, match='Input/output error'):
-        _run(tmp_path, max_iters=6, max_keep_ckpts=1, resume=True)
+    with pytest.raises(CheckpointSaveError, match='Input/output error'):
+        run_toy(tmp_path, max_iters=6, max_keep_ckpts=1, resume=True)
     names = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
     assert 'iter_3.pth' in names and 'iter_6.pth' not in names
     assert not [n for n in names if n.endswith(TMP_SUFFIX)]
@@ -315,6 +203,6 @@ def test_max_keep_ckpts_deletes_only_after_the_new_checkpoint_is_in_place(tmp_pa
 def test_stale_temp_files_are_removed_when_training_starts(tmp_path):
     stale = tmp_path / f'.iter_3.pth.0badc0de{TMP_SUFFIX}'
     stale.write_bytes(b'half a checkpoint')
-    _run(tmp_path, max_iters=3)
+    run_toy(tmp_path, max_iters=3)
     assert not stale.exists()
     assert (tmp_path / 'iter_3.pth').is_file()

@@ -1,9 +1,12 @@
-"""Training through the real tools: 2-process gloo DDP, and kill -9 then --resume.
+"""Training through the real tools: 2-process gloo DDP, kill -9 then --resume, damaged
+checkpoints and a full disk.
 
-Both use the demo segmentation config, shrunk to 64x64 images and a few iterations, in
+All use the demo segmentation config, shrunk to 64x64 images and a few iterations, in
 deterministic mode with :class:`~mmreplk.engine.CrashSafeCheckpointHook`.
 """
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,14 +19,17 @@ import torch
 from helpers import free_port
 
 from mmreplk.datasets.demo import generate_demo_dataset
+from mmreplk.engine import TMP_SUFFIX, checkpoint_damage
 from mmreplk.utils import load_checkpoint_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO_ROOT / 'configs' / 'demo' / 'upernet_replknet_tiny_demo.py'
 MAX_ITERS = 8
 
-# Saves every rank's weights when training ends (checkpoints only hold rank 0's).
+# Writes every rank's process id when training starts, and its weights when training ends
+# (checkpoints only hold rank 0's).
 RANK_DUMP_HOOK = '''
+import os
 import os.path as osp
 
 import torch
@@ -35,6 +41,10 @@ from mmengine.registry import HOOKS
 @HOOKS.register_module()
 class DumpRankWeightsHook(Hook):
     priority = 'LOWEST'
+
+    def before_train(self, runner):
+        with open(osp.join(runner.work_dir, f'rank{get_rank()}.pid'), 'w') as f:
+            f.write(str(os.getpid()))
 
     def after_train(self, runner):
         model = getattr(runner.model, 'module', runner.model)
@@ -89,11 +99,12 @@ def _train_cmd(config: Path, work_dir: Path, *args: str) -> list[str]:
     return [sys.executable, 'tools/train.py', str(config), '--work-dir', str(work_dir), *args]
 
 
-def _run(cmd: list[str], env: dict | None = None, timeout: int = 300) -> str:
+def _run(cmd: list[str], env: dict | None = None, timeout: int = 300,
+         returncode: int = 0) -> str:
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env or _env(), capture_output=True, text=True,
                           timeout=timeout)
-    assert proc.returncode == 0, (f'stdout ends:\n{proc.stdout[-2500:]}\n'
-                                  f'stderr ends:\n{proc.stderr[-2500:]}')
+    assert proc.returncode == returncode, (f'stdout ends:\n{proc.stdout[-2500:]}\n'
+                                           f'stderr ends:\n{proc.stderr[-2500:]}')
     return proc.stdout + proc.stderr
 
 
@@ -101,24 +112,43 @@ def _final_weights(work_dir: Path) -> dict:
     return load_checkpoint_file(work_dir / f'iter_{MAX_ITERS}.pth')['state_dict']
 
 
-def test_two_process_gloo_training_keeps_ranks_identical(data_root, tmp_path):
-    (tmp_path / 'rank_dump_hook.py').write_text(RANK_DUMP_HOOK)
-    config = _leaf_config(tmp_path, data_root, extra='''
+def _two_process_config(folder: Path, data_root: Path) -> Path:
+    (folder / 'rank_dump_hook.py').write_text(RANK_DUMP_HOOK)
+    return _leaf_config(folder, data_root, extra='''
         custom_imports = dict(
             imports=['mmreplk', 'mmreplk.datasets.shapes_dataset', 'rank_dump_hook'],
             allow_failed_imports=False)
         # DDP keeps BN statistics per process (SyncBN has no CPU kernel): average them.
         custom_hooks = [dict(type='SyncBuffersHook'), dict(type='DumpRankWeightsHook')]
     ''')
-    work_dir = tmp_path / 'work'
+
+
+def _dist_train_cmd(config: Path, work_dir: Path, *args: str) -> tuple[list[str], dict]:
     # A rank that aborts prints where it was (mid-run or at interpreter shutdown).
     env = _env(PYTHON=sys.executable, MASTER_PORT=str(free_port()), PYTHONFAULTHANDLER='1',
-               PYTHONPATH=f'{REPO_ROOT}{os.pathsep}{tmp_path}')
-    log = _run(['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir', str(work_dir)],
-               env=env)
+               PYTHONPATH=f'{REPO_ROOT}{os.pathsep}{config.parent}')
+    return ['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir', str(work_dir),
+            *args], env
+
+
+def _rank_weights(work_dir: Path) -> list[dict]:
+    return [torch.load(work_dir / f'rank{rank}.pth', weights_only=True) for rank in (0, 1)]
+
+
+@pytest.fixture(scope='module')
+def two_process_run(data_root, tmp_path_factory):
+    """An uninterrupted 2-process run: (config, work dir, log)."""
+    folder = tmp_path_factory.mktemp('two_process')
+    config = _two_process_config(folder, data_root)
+    work_dir = folder / 'work'
+    log = _run(*_dist_train_cmd(config, work_dir))
+    return config, work_dir, log
+
+
+def test_two_process_gloo_training_keeps_ranks_identical(two_process_run):
+    _, work_dir, log = two_process_run
     assert 'gloo' in log
-    rank0 = torch.load(work_dir / 'rank0.pth', weights_only=True)
-    rank1 = torch.load(work_dir / 'rank1.pth', weights_only=True)
+    rank0, rank1 = _rank_weights(work_dir)
     assert rank0.keys() == rank1.keys()
     for key in rank0:
         torch.testing.assert_close(rank1[key], rank0[key], rtol=0, atol=0, msg=key)
@@ -164,3 +194,135 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(data_root, tmp_path):
     for key in reference:
         torch.testing.assert_close(resumed[key], reference[key], rtol=0, atol=0, msg=key)
     assert sorted(p.name for p in victim_dir.glob('*.pth')) == [f'iter_{MAX_ITERS}.pth']
+
+
+def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, f'training exited before {path.name} appeared'
+        assert time.monotonic() < deadline, f'no {path.name} within {timeout} s'
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_a_killed_rank_takes_the_job_down_and_resume_matches_both_ranks(two_process_run,
+                                                                        tmp_path):
+    config, reference_dir, _ = two_process_run
+    work_dir = tmp_path / 'work'
+    cmd, env = _dist_train_cmd(config, work_dir)
+    with open(tmp_path / 'killed_job.log', 'w') as log:
+        job = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_for(work_dir / 'last_checkpoint', job)
+            _wait_for(work_dir / 'rank1.pid', job)
+            time.sleep(0.3)  # into the next iteration
+            pids = [int((work_dir / f'rank{rank}.pid').read_text()) for rank in (0, 1)]
+            os.kill(pids[1], signal.SIGKILL)
+            # torchrun stops the other rank and fails the job (no restarts by default).
+            job.wait(timeout=120)
+        finally:
+            job.kill()
+            job.wait()
+    output = (tmp_path / 'killed_job.log').read_text()
+    assert job.returncode != 0, output[-3000:]
+    assert re.search(rf'exitcode\s*:\s*-9 \(pid: {pids[1]}\)', output), output[-3000:]
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    pointer = (work_dir / 'last_checkpoint').read_text()
+    assert not pointer.endswith(f'iter_{MAX_ITERS}.pth'), 'the job finished before the kill'
+
+    log = _run(*_dist_train_cmd(config, work_dir, '--resume'))
+    resumed_iter = int(log.split('resumed epoch: 0, iter: ')[1].split()[0])
+    assert 0 < resumed_iter < MAX_ITERS
+    for resumed, reference in zip(_rank_weights(work_dir), _rank_weights(reference_dir)):
+        assert resumed.keys() == reference.keys()
+        for key in reference:
+            torch.testing.assert_close(resumed[key], reference[key], rtol=0, atol=0, msg=key)
+    assert not list(work_dir.glob(f'.*{TMP_SUFFIX}'))
+
+
+def test_resume_path_naming_a_damaged_file_stops_with_one_message(data_root, tmp_path):
+    config = _leaf_config(tmp_path, data_root)
+    work_dir = tmp_path / 'work'
+    work_dir.mkdir()
+    torch.save(dict(meta=dict(iter=2)), work_dir / 'iter_2.pth')
+    damaged = work_dir / 'iter_4.pth'
+    damaged.write_bytes((work_dir / 'iter_2.pth').read_bytes()[:100])
+
+    output = _run(_train_cmd(config, work_dir, '--resume', str(damaged)), returncode=1)
+
+    assert f'CheckpointResumeError: cannot resume from {damaged}: truncated' in output
+    assert f'--resume {work_dir / "iter_2.pth"}' in output
+    assert 'Traceback' not in output
+
+
+@pytest.mark.slow
+def test_resume_through_the_tool_skips_a_truncated_newest_checkpoint(data_root, tmp_path):
+    config = _leaf_config(tmp_path, data_root)
+    keep_two = ('--cfg-options', 'default_hooks.checkpoint.max_keep_ckpts=2')
+    _run(_train_cmd(config, tmp_path, *keep_two))
+    reference = _final_weights(tmp_path)
+    newest = tmp_path / f'iter_{MAX_ITERS}.pth'
+    newest.write_bytes(newest.read_bytes()[:newest.stat().st_size // 3])
+
+    log = _run(_train_cmd(config, tmp_path, '--resume', *keep_two))
+
+    intact = tmp_path / f'iter_{MAX_ITERS - 2}.pth'
+    assert log.count(f'cannot resume from {newest}') == 1
+    assert 'truncated' in log and f'Resuming from {intact}, the newest intact checkpoint' in log
+    assert f'resumed epoch: 0, iter: {MAX_ITERS - 2}' in log and 'Traceback' not in log
+    resumed = _final_weights(tmp_path)
+    for key in reference:
+        torch.testing.assert_close(resumed[key], reference[key], rtol=0, atol=0, msg=key)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A fresh tmpfs (64 MB) to fill up; the test is skipped where mounting one is not allowed."""
+    mount_point = tmp_path / 'tmpfs'
+    mount_point.mkdir()
+    if shutil.which('mount') is None:
+        pytest.skip('no mount command')
+    proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', str(mount_point)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f'cannot mount a tmpfs here: {proc.stderr.strip()}')
+    yield mount_point
+    subprocess.run(['umount', str(mount_point)], check=True)
+
+
+@pytest.mark.slow
+def test_a_full_disk_ends_the_tool_with_one_message_and_its_command_resumes(data_root, tmpfs):
+    # As a user meets it: two checkpoints fit on the file system, a third does not.
+    config = _leaf_config(tmpfs, data_root)
+    work_dir = tmpfs / 'work'
+    options = ('--cfg-options', 'default_hooks.checkpoint.max_keep_ckpts=2')
+    _run(_train_cmd(config, work_dir, *options, 'train_cfg.max_iters=4'))
+    checkpoint_size = (work_dir / 'iter_4.pth').stat().st_size
+    ballast = tmpfs / 'ballast'
+    # Written out: a sparse file would take no space.
+    ballast.write_bytes(bytes(shutil.disk_usage(tmpfs).free - checkpoint_size // 2))
+
+    output = _run(_train_cmd(config, work_dir, '--resume', *options), returncode=1)
+
+    assert 'Traceback' not in output
+    expected = (rf'CheckpointSaveError: could not save checkpoint {re.escape(str(work_dir))}'
+                r'/iter_6\.pth: \[Errno 28\] No space left on device '
+                r'\(it needs ([0-9.]+) ([kM])B, ([0-9.]+) ([kM])B free in ')
+    match = re.search(expected, output)
+    assert match, output[-3000:]
+    needed, free = (float(value) * (1024 if unit == 'M' else 1)
+                    for value, unit in (match.group(1, 2), match.group(3, 4)))
+    assert free < needed and abs(needed * 1024 - checkpoint_size) < 0.05 * checkpoint_size
+    assert f'the newest intact checkpoint is {work_dir / "iter_4.pth"}' in output
+    assert sorted(p.name for p in work_dir.glob('*.pth')) == ['iter_2.pth', 'iter_4.pth']
+    assert all(checkpoint_damage(p) is None for p in work_dir.glob('*.pth'))
+    assert (work_dir / 'last_checkpoint').read_text() == str(work_dir / 'iter_4.pth')
+    assert not list(work_dir.glob(f'.*{TMP_SUFFIX}'))
+
+    command = output.split('then resume from it with:\n')[1].splitlines()[0].strip()
+    ballast.unlink()
+    resumed = _run(['bash', '-c', command])
+    assert 'resumed epoch: 0, iter: 4' in resumed
+    assert (work_dir / f'iter_{MAX_ITERS}.pth').is_file()
