@@ -1,4 +1,4 @@
-from .backends import DWCONV_BACKENDS, PASSES, DepthwiseBackend, backend_names, triton_available
+from .backends import DWCONV_BACKENDS, PASSES, DepthwiseBackend, triton_available
 from .depthwise_conv import (DepthwiseConv2d, build_depthwise_conv, depthwise_conv2d,
                              implementations, set_depthwise_impl)
 from .dispatch import (Bucket, Choice, DepthwiseDispatcher, get_dispatcher, measure_candidates,
@@ -6,7 +6,7 @@ from .dispatch import (Bucket, Choice, DepthwiseDispatcher, get_dispatcher, meas
 
 __all__ = [
     'DWCONV_BACKENDS', 'PASSES', 'Bucket', 'Choice', 'DepthwiseBackend', 'DepthwiseConv2d',
-    'DepthwiseDispatcher', 'backend_names', 'build_depthwise_conv', 'depthwise_conv2d',
+    'DepthwiseDispatcher', 'build_depthwise_conv', 'depthwise_conv2d',
     'get_dispatcher', 'implementations', 'measure_candidates', 'set_depthwise_impl',
     'triton_available', 'use_dispatcher'
 ]

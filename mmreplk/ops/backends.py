@@ -102,11 +102,6 @@ def _register(name: str):
     return register
 
 
-def backend_names() -> tuple[str, ...]:
-    """Names of the registered backends, in registration order."""
-    return tuple(DWCONV_BACKENDS.module_dict)
-
-
 class _PyTorchBackend(DepthwiseBackend):
     """PyTorch's own conv and its own backward (``aten.convolution_backward``) on one layout."""
 

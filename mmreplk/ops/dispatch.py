@@ -283,9 +283,13 @@ class DepthwiseDispatcher:
                         device: torch.device) -> Choice:
         results = self._measure(bucket, {name: run_args(name) for name in candidates}, device)
         seconds = {name: r for name, r in results.items() if not isinstance(r, BaseException)}
-        skipped = dict(skipped)
-        skipped.update({name: f'raised {type(r).__name__}: {r}' for name, r in results.items()
-                        if isinstance(r, BaseException)})
+        failed = {name: f'raised {type(r).__name__}: {r}' for name, r in results.items()
+                  if isinstance(r, BaseException)}
+        logger = MMLogger.get_current_instance()
+        for name, why in failed.items():
+            logger.warning(f'depth-wise conv backend {name} failed on {bucket} and is skipped: '
+                           f'{why}')
+        skipped = {**skipped, **failed}
         if not seconds:
             raise RuntimeError(f'every depth-wise conv backend failed for {bucket}: {skipped}')
         # Ties go to the earlier backend (PyTorch's own paths are registered first).
@@ -293,7 +297,7 @@ class DepthwiseDispatcher:
         choice = Choice(impl, seconds, skipped)
         self.choices[bucket] = choice
         self.measurements += 1
-        MMLogger.get_current_instance().info(f'depth-wise conv {bucket}: {choice.summary()}')
+        logger.info(f'depth-wise conv {bucket}: {choice.summary()}')
         self._to_disk(bucket, impl)
         return choice
 
