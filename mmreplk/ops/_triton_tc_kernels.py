@@ -1,0 +1,166 @@
+"""The Triton programs of the tensor-core depth-wise conv; see :mod:`._triton_tc_depthwise`.
+
+Every kernel takes NCHW contiguous tensors of one channel-plane layout and "same" padding
+``P = K // 2``. Rows of all images are folded into the GEMM's M dimension *h-major*
+(``m = h * N + n``): the rows of a tile then share one or a few output rows ``h``, so the kernel
+rows (forward) and the row tiles (weight gradient) that fall outside the image are skipped rather
+than multiplied by zeros, at every batch size.
+
+``N_BUCKET``, ``H_BUCKET`` and ``W_BUCKET`` are not read by the kernels: they are the autotuner's
+key (powers of two of the sizes), so every shape of a bucket reuses one tuning. No size argument
+is specialised, so a new size of a bucket reuses the compiled kernel too.
+
+``PRECISION`` is the ``tl.dot`` input precision ('tf32' or 'ieee'; ignored by fp16/bf16 operands,
+which always run on tensor cores). ``UPCAST`` widens bf16 operands to fp32 before the dot, for
+Triton's interpreter only (see ``_triton_depthwise._upcast``).
+"""
+import triton
+import triton.language as tl
+
+_SIZES = ['N', 'C', 'H', 'W', 'N_BUCKET', 'H_BUCKET', 'W_BUCKET']
+
+#: Width of one contraction slice of the banded forward: the narrowest ``tl.dot`` operand.
+CHUNK = 16
+
+
+@triton.jit(do_not_specialize=_SIZES)
+def banded_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W, N_BUCKET, H_BUCKET, W_BUCKET,
+                      K: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr,
+                      UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_W: tl.constexpr):
+    """One (BLOCK_M folded rows) x (BLOCK_W output columns) tile of channel ``program_id(1)``:
+    ``acc += X_i[:, band] @ T_i[band, :]`` over the kernel rows ``i`` the tile's rows reach and
+    the 16-wide slices of input columns inside both the image and the tile's band."""
+    P: tl.constexpr = K // 2
+    pid = tl.program_id(0)
+    c = tl.program_id(1)
+    tiles_w = tl.cdiv(W, BLOCK_W)
+    m0 = (pid // tiles_w) * BLOCK_M
+    w0 = (pid % tiles_w) * BLOCK_W
+    rows = m0 + tl.arange(0, BLOCK_M)
+    row_ok = rows < N * H
+    h = rows // N
+    plane = ((rows % N).to(tl.int64) * C + c) * H * W
+    out_cols = w0 + tl.arange(0, BLOCK_W)
+
+    # Kernel rows that reach some output row of the tile (all of them only for small maps).
+    h_lo = m0 // N
+    h_hi = tl.minimum(H - 1, (m0 + BLOCK_M - 1) // N)
+    i_lo = tl.maximum(0, P - h_hi)
+    i_hi = tl.minimum(K, H + P - h_lo)
+    # Slices start at the band's first column inside the image and stop at its last one.
+    col0 = tl.maximum(0, w0 - P)
+    num_chunks = tl.cdiv(tl.minimum(W, w0 + BLOCK_W + P) - col0, CHUNK)
+    chunk = tl.arange(0, CHUNK)
+
+    acc = tl.zeros((BLOCK_M, BLOCK_W), dtype=tl.float32)
+    for i in range(i_lo, i_hi):
+        in_h = h + (i - P)
+        in_ok = row_ok & (in_h >= 0) & (in_h < H)
+        in_rows = plane + in_h * W
+        for q in range(num_chunks):
+            in_cols = col0 + q * CHUNK + chunk
+            a = tl.load(x_ptr + in_rows[:, None] + in_cols[None, :],
+                        mask=in_ok[:, None] & (in_cols < W)[None, :], other=0.0)
+            # Toeplitz slice of kernel row i: T[l, w] = weight[i, l - w + P] inside the band.
+            tap = in_cols[:, None] - out_cols[None, :] + P
+            band = tl.load(w_ptr + (c * K + i) * K + tap, mask=(tap >= 0) & (tap < K), other=0.0)
+            if UPCAST:
+                a = a.to(tl.float32)
+                band = band.to(tl.float32)
+            acc = tl.dot(a, band, acc, input_precision=PRECISION)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + c).to(tl.float32)
+    tl.store(y_ptr + (plane + h * W)[:, None] + out_cols[None, :], acc.to(y_ptr.dtype.element_ty),
+             mask=row_ok[:, None] & (out_cols < W)[None, :])
+
+
+@triton.jit(do_not_specialize=_SIZES)
+def toeplitz_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W, N_BUCKET, H_BUCKET, W_BUCKET,
+                        K: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr,
+                        UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                        BLOCK_K: tl.constexpr):
+    """``Y[images, q] = X[images, p] @ T[p, q]`` for BLOCK_N output pixels ``q`` of channel
+    ``program_id(2)``, ``T[p, q] = weight[hp - hq + P, wp - wq + P]`` generated tile by tile
+    from the K x K kernel; ``p`` runs over the input rows within reach of the block's rows."""
+    P: tl.constexpr = K // 2
+    pid_q = tl.program_id(0)
+    pid_m = tl.program_id(1)
+    c = tl.program_id(2)
+    images = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    image_ok = images < N
+    plane = (images.to(tl.int64) * C + c) * H * W
+    q0 = pid_q * BLOCK_N
+    q = q0 + tl.arange(0, BLOCK_N)
+    out_h = q // W
+    out_w = q % W
+    p_lo = tl.maximum(0, q0 // W - P) * W
+    p_hi = tl.minimum(H, tl.minimum(H - 1, (q0 + BLOCK_N - 1) // W) + P + 1) * W
+    k = tl.arange(0, BLOCK_K)
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for p0 in range(p_lo, p_hi, BLOCK_K):
+        p = p0 + k
+        a = tl.load(x_ptr + plane[:, None] + p[None, :],
+                    mask=image_ok[:, None] & (p < p_hi)[None, :], other=0.0)
+        tap_i = (p // W)[:, None] - out_h[None, :] + P
+        tap_j = (p % W)[:, None] - out_w[None, :] + P
+        toeplitz = tl.load(w_ptr + (c * K + tap_i) * K + tap_j,
+                           mask=(tap_i >= 0) & (tap_i < K) & (tap_j >= 0) & (tap_j < K),
+                           other=0.0)
+        if UPCAST:
+            a = a.to(tl.float32)
+            toeplitz = toeplitz.to(tl.float32)
+        acc = tl.dot(a, toeplitz, acc, input_precision=PRECISION)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + c).to(tl.float32)
+    tl.store(y_ptr + plane[:, None] + q[None, :], acc.to(y_ptr.dtype.element_ty),
+             mask=image_ok[:, None] & (q < H * W)[None, :])
+
+
+@triton.jit(do_not_specialize=_SIZES + ['NUM_SPLITS'])
+def banded_wgrad_kernel(x_ptr, dy_ptr, part_ptr, N, C, H, W, N_BUCKET, H_BUCKET, W_BUCKET,
+                        NUM_SPLITS, K: tl.constexpr, PRECISION: tl.constexpr,
+                        UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_W: tl.constexpr,
+                        SPAN: tl.constexpr):
+    """Kernel row ``i`` of channel ``c`` over one column tile and one split of the row tiles:
+    ``S[l, w] = sum_m X_i[m, base + l] dY[m, w0 + w]`` on tensor cores, then the band
+    diagonals ``dW[i, j] = sum S[l, w]`` over ``base + l - w0 - w + P = j`` into one partial
+    slot per (split, column tile), summed in a fixed order by the caller. ``BLOCK_W`` and
+    ``SPAN`` come from ``_triton_tc_depthwise.wgrad_tile``."""
+    P: tl.constexpr = K // 2
+    pid = tl.program_id(0)
+    i = pid % K
+    c = (pid // K) % C
+    slot = pid // (K * C)
+    tiles_w = tl.cdiv(W, BLOCK_W)
+    split = slot // tiles_w
+    w0 = (slot % tiles_w) * BLOCK_W
+    shift = i - P
+    # h-major rows: kernel row i stays inside the image exactly for the rows of this range.
+    m_lo = tl.maximum(0, -shift) * N
+    m_hi = tl.minimum(H, H - shift) * N
+    first_tile = m_lo // BLOCK_M
+    # SPAN input columns from ``base`` cover every column the tile's band reads in the image.
+    base = tl.maximum(0, tl.minimum(w0 - P, W - SPAN))
+    in_cols = base + tl.arange(0, SPAN)
+    out_cols = w0 + tl.arange(0, BLOCK_W)
+    tile_m = tl.arange(0, BLOCK_M)
+
+    acc = tl.zeros((SPAN, BLOCK_W), dtype=tl.float32)
+    for t in range(first_tile + split, tl.cdiv(m_hi, BLOCK_M), NUM_SPLITS):
+        rows = t * BLOCK_M + tile_m
+        row_ok = (rows >= m_lo) & (rows < m_hi)
+        h = rows // N
+        plane = ((rows % N).to(tl.int64) * C + c) * H * W
+        grad = tl.load(dy_ptr + (plane + h * W)[:, None] + out_cols[None, :],
+                       mask=row_ok[:, None] & (out_cols < W)[None, :], other=0.0)
+        xs = tl.load(x_ptr + (plane + (h + shift) * W)[:, None] + in_cols[None, :],
+                     mask=row_ok[:, None] & (in_cols < W)[None, :], other=0.0)
+        if UPCAST:
+            grad = grad.to(tl.float32)
+            xs = xs.to(tl.float32)
+        acc = tl.dot(tl.trans(xs), grad, acc, input_precision=PRECISION)
+    tap = in_cols[:, None] - out_cols[None, :] + P
+    out = part_ptr + ((slot * C + c) * K + i) * K
+    for j in range(K):
+        tl.store(out + j, tl.sum(tl.sum(tl.where(tap == j, acc, 0.0), axis=1), axis=0))
