@@ -20,7 +20,7 @@ import triton.language as tl
 _SIZES = ['N', 'C', 'H', 'W', 'N_BUCKET', 'H_BUCKET', 'W_BUCKET']
 
 #: Width of one contraction slice of the banded forward: the narrowest ``tl.dot`` operand.
-CHUNK = 16
+CHUNK = tl.constexpr(16)
 
 
 @triton.jit(do_not_specialize=_SIZES)
@@ -53,21 +53,22 @@ def banded_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W, N_BUCKET, H_BUCKET
     chunk = tl.arange(0, CHUNK)
 
     acc = tl.zeros((BLOCK_M, BLOCK_W), dtype=tl.float32)
-    for i in range(i_lo, i_hi):
+    # One flat loop over (kernel row, slice), so the software pipeline spans the whole
+    # contraction instead of restarting every kernel row.
+    for step in range((i_hi - i_lo) * num_chunks):
+        i = i_lo + step // num_chunks
         in_h = h + (i - P)
-        in_ok = row_ok & (in_h >= 0) & (in_h < H)
-        in_rows = plane + in_h * W
-        for q in range(num_chunks):
-            in_cols = col0 + q * CHUNK + chunk
-            a = tl.load(x_ptr + in_rows[:, None] + in_cols[None, :],
-                        mask=in_ok[:, None] & (in_cols < W)[None, :], other=0.0)
-            # Toeplitz slice of kernel row i: T[l, w] = weight[i, l - w + P] inside the band.
-            tap = in_cols[:, None] - out_cols[None, :] + P
-            band = tl.load(w_ptr + (c * K + i) * K + tap, mask=(tap >= 0) & (tap < K), other=0.0)
-            if UPCAST:
-                a = a.to(tl.float32)
-                band = band.to(tl.float32)
-            acc = tl.dot(a, band, acc, input_precision=PRECISION)
+        in_cols = col0 + (step % num_chunks) * CHUNK + chunk
+        a = tl.load(x_ptr + (plane + in_h * W)[:, None] + in_cols[None, :],
+                    mask=(row_ok & (in_h >= 0) & (in_h < H))[:, None] & (in_cols < W)[None, :],
+                    other=0.0)
+        # Toeplitz slice of kernel row i: T[l, w] = weight[i, l - w + P] inside the band.
+        tap = in_cols[:, None] - out_cols[None, :] + P
+        band = tl.load(w_ptr + (c * K + i) * K + tap, mask=(tap >= 0) & (tap < K), other=0.0)
+        if UPCAST:
+            a = a.to(tl.float32)
+            band = band.to(tl.float32)
+        acc = tl.dot(a, band, acc, input_precision=PRECISION)
     if HAS_BIAS:
         acc += tl.load(b_ptr + c).to(tl.float32)
     tl.store(y_ptr + (plane + h * W)[:, None] + out_cols[None, :], acc.to(y_ptr.dtype.element_ty),
@@ -128,11 +129,13 @@ def banded_wgrad_kernel(x_ptr, dy_ptr, part_ptr, N, C, H, W, N_BUCKET, H_BUCKET,
     slot per (split, column tile), summed in a fixed order by the caller. ``BLOCK_W`` and
     ``SPAN`` come from ``_triton_tc_depthwise.wgrad_tile``."""
     P: tl.constexpr = K // 2
+    # Kernel row fastest, channel slowest: the programs reading one channel's planes run
+    # together and share them through L2.
+    tiles_w = tl.cdiv(W, BLOCK_W)
     pid = tl.program_id(0)
     i = pid % K
-    c = (pid // K) % C
-    slot = pid // (K * C)
-    tiles_w = tl.cdiv(W, BLOCK_W)
+    slot = (pid // K) % (NUM_SPLITS * tiles_w)
+    c = pid // (K * NUM_SPLITS * tiles_w)
     split = slot // tiles_w
     w0 = (slot % tiles_w) * BLOCK_W
     shift = i - P
