@@ -4,56 +4,68 @@ A "same"-padded depth-wise conv has no channel contraction, so on tensor cores i
 GEMM whose contraction runs over pixels, with the kernel spread into a Toeplitz matrix. Both
 families generate that matrix tile by tile from the K x K kernel in registers (gathers served by
 L1: one channel's kernel is K^2 elements, 3.8 KB at K = 31 in fp32), so **no Toeplitz tensor is
-ever stored**; the only extra memory is the weight gradient's partial sums, at most
-``NUM_SPLITS * cdiv(W, BLOCK_W) * C * K^2`` fp32 values (NUM_SPLITS > 1 only when
-``cdiv(W, BLOCK_W) * C * K`` is under :data:`TARGET_PROGRAMS`; 5.9 MB for C = 384, K = 31,
+ever stored**. The only extra memory is the weight gradient's partial sums,
+``NUM_SPLITS * cdiv(W, BLOCK_W) * C * K^2`` fp32 values (NUM_SPLITS > 1 only while
+``cdiv(W, BLOCK_W) * C * K`` is under :data:`TARGET_PROGRAMS`; 3 MB for C = 384, K = 31,
 W = 64). Nothing is saved for backward beyond what the caller keeps (x and the weight).
 
-* ``triton_banded`` (any size). Rows of all images fold into M, h-major (``m = h * N + n``),
-  so small batches still fill a tile. For kernel row ``i`` an output tile is
-  ``X_i[:, band] @ T_i[band, :]`` with ``T_i[l, w] = weight[i, l - w + P]``, the band being
-  ``BLOCK_W + K - 1`` input columns cut in 16-wide slices (the narrowest ``tl.dot`` operand).
-  Multiply-adds per useful one in an interior tile: ``ceil16(BLOCK_W + K - 1) / K`` = 48/31 at
-  K = 31 and BLOCK_W = 16 (64/31 at BLOCK_W = 32), which is why the tiles are 16 columns wide:
-  a wider tile reuses each loaded input value more but wastes more of the band. Padding taps are
-  not computed: slices start at the band's first column inside the image, and kernel rows that
-  miss every row of a tile are skipped (exactly, since an h-major tile of ``N >= BLOCK_M`` images
-  shares one output row), so at R = 16, K = 31 the tile computes the valid taps only. Tiles of
-  64-128 rows give each 16 x 16 kernel slice 64-128 uses; 2-3 pipeline stages of (128 x 16)
-  operand slices fit well inside the H100's 228 KB of shared memory per SM.
+Tensor cores have about 8x the FP32 CUDA-core rate (H100: ~1000 TF32 multiply-adds per clock
+per SM) while an SM draws only some 25-40 bytes per clock from L2, so these kernels are bound by
+operand traffic, not by multiply-adds: the tiles below trade wasted multiply-adds for reuse.
+
+* ``triton_banded`` (any size). Rows of all images fold into M, so small batches still fill a
+  tile. For kernel row ``i`` an output tile is ``X_i[:, band] @ T_i[band, :]`` with
+  ``T_i[l, w] = weight[i, l - w + P]``, the band being ``BLOCK_W + K - 1`` input columns cut in
+  16-wide slices (the narrowest ``tl.dot`` operand). Multiply-adds per useful one in an interior
+  tile: ``ceil16(BLOCK_W + K - 1) / K``, at K = 31: 48/31 (BLOCK_W = 16), 64/31 (32), 96/31
+  (64). Padding taps are skipped: slices start at the band's first input column inside the
+  image, and kernel rows that miss every row of the tile are not run. Loads per output:
+  ``K * ceil16(BLOCK_W + K - 1) / BLOCK_W`` input values (93 at BLOCK_W = 16, 46 at 64).
+  Candidates: 128 x 16 and 64 x 32 *h-major* tiles (``m = h * N + n``: a tile shares one or
+  a few output rows, so the kernel-row skipping is exact; least waste; small maps), and
+  64 x 64 / 128 x 64 *n-major* tiles (``m = n * H + h``: a strip of one image, whose
+  consecutive kernel rows re-read mostly the same input rows, from L1; large maps). Three
+  pipeline stages take 18-37 KB of shared memory in fp32 (sm_90 compile), leaving L1 room.
 * ``triton_toeplitz`` (maps of at most :data:`TOEPLITZ_MAX_PIXELS` pixels). Per channel
-  ``Y = X @ T`` with the images as M and ``T`` the (HW x HW) Toeplitz-of-Toeplitz matrix,
-  contracted only over the input rows within reach of the output block. When ``K >= 2R - 1``
-  every entry of ``T`` is a valid tap, so nothing is wasted but the padding of M to 16 images;
-  the tiles are the large (up to 64 x 128 x 32) GEMM tiles tensor cores like. The pixel limit
-  keeps the gathered T tiles cheap against the GEMM and the band waste small (at R = 32, K = 31
-  only 57% of T is non-zero; beyond that the banded family wins).
+  ``Y = X @ T`` with the images as M (16-64 per tile) and ``T`` the (HW x HW)
+  Toeplitz-of-Toeplitz matrix, contracted over the input rows within reach of the output block
+  only. When ``K >= 2R - 1`` every entry of ``T`` is a valid tap: nothing is wasted but the
+  padding of M to 16 images, and each loaded input value serves 64-128 outputs (tiles up to
+  64 x 128 x 64, 48-147 KB of shared memory in fp32). At R = 32, K = 31, 57% of ``T`` is
+  non-zero; the pixel limit stops there, where the banded family takes over.
 * Input gradient: "same" padding with an odd kernel is self-adjoint up to flipping the kernel in
   both directions, so both families run their forward on ``grad_out`` with the flipped kernel.
-* Weight gradient (shared by both families): for each (channel, kernel row ``i``, column tile)
-  ``S = X_i[:, span]^T @ dY[:, tile]`` on tensor cores, reduced over the rows of all images that
-  kernel row ``i`` reaches inside the image, then the band diagonals of ``S`` summed into
-  ``dW[i, :]``. Programs write disjoint partial slots which are summed in a fixed order: no
-  atomics, bitwise reproducible. SPAN (a power of two, >= 16) covers the band or the whole row,
-  whichever is narrower: at K = 31 it wastes 64/31 in wide maps and nothing at W = 16.
+* Weight gradient (one kernel, shared by both families): per (channel, group of GROUP kernel
+  rows, column tile, split of the rows) ``S[(g, l), w] = X_{i0+g}[:, span]^T @ dY[:, tile]``
+  on tensor cores, the GROUP kernel rows stacked in M so each output-gradient tile is loaded
+  once for all of them, then the band diagonals of ``S`` summed into ``dW[i0 + g, :]``.
+  Programs write disjoint partial slots summed in a fixed order: no atomics, bitwise
+  reproducible. The tile is 32 columns wide where the band of 32 still fits the power of two a
+  16-wide one needs (K = 19..33), else 16; SPAN (a power of two, >= 16) covers the band or the
+  whole row, whichever is narrower: at K = 31, 64/31 multiply-adds per useful one in wide maps,
+  16/16 at W = 16. Candidates: GROUP = 1 h-major (rows where the kernel row leaves the image
+  are skipped exactly) and GROUP = 2 or 4 n-major (input rows re-read from L1).
 
 Precision (decided once, in :func:`dot_precision`, at call time): fp32 inputs follow
 ``torch.backends.cudnn.allow_tf32`` like PyTorch's own fp32 convs. On, they run on TF32 tensor
 cores (``input_precision='tf32'``): each operand keeps 10 mantissa bits, so every product is off
 by at most :data:`TF32_PRODUCT_BOUND` (2^-9, truncation on both operands) of its magnitude and
 ``|y - y_exact| <= 2^-9 * sum_k |x_k w_k|`` plus fp32 accumulation error; tested in that form.
-Off, they stay fp32-accurate on CUDA-core FMAs (``'ieee'``, within 1e-5 relative). fp16 and bf16
-always run on tensor cores. Every kernel accumulates in fp32.
+Off, they stay fp32-accurate on CUDA-core FMAs (``'ieee'``, within 1e-5 relative; 3xTF32 would
+be faster but is left out: Triton releases have mis-rounded it). fp16 and bf16 always run on
+tensor cores. Every kernel accumulates in fp32.
 
-Expected on one H100 (estimates from the tile counts above; **no GPU has measured these
-kernels**), for the paper's Table 1 stack (24 layers, (64, 384, R, R), K = 31): forward R = 16
-about 0.5-1 ms in TF32 (toeplitz), 2-4 ms fp32-accurate; R = 64 40-60 ms in TF32 (banded,
-about 5.6 TFLOP of tensor-core work for 3.6 TFLOP of valid taps); bf16 1.5-2x faster than TF32.
-The benchmark command of ``tools/analysis`` decides; ``auto`` keeps the fastest path per pass.
+Expected on one H100 (estimates from the counts above; **no GPU has measured these kernels**),
+for the paper's Table 1 stack (24 layers, (64, 384, R, R), K = 31): forward R = 16 0.5-1 ms in
+TF32 (toeplitz, 77 GFLOP of valid taps), 2-4 ms fp32-accurate; R = 64 40-70 ms in TF32
+(banded: 6-13 TFLOP of tensor-core work, by tile, for 3.6 TFLOP of valid taps); forward + backward
+R = 32 30-55 ms in TF32, the weight gradient the largest part; bf16 1.5-2x faster than TF32.
+The GPU benchmark decides; ``auto`` keeps the fastest path per pass.
 
-Autotuning: 3 candidates per kernel, keyed on K, the dot precision, the dtypes and the powers of
-two of N, H and W, so new sizes inside a bucket neither tune nor compile again. Under Triton's
-interpreter (``TRITON_INTERPRET=1``, CPU tensors, tests) the fixed ``INTERPRETER_*`` tiles run.
+Autotuning: 3-4 candidates per kernel, keyed on K, the dot precision, the dtypes and the powers
+of two of N, H and W, so new sizes inside a bucket neither tune nor compile again. Under
+Triton's interpreter (``TRITON_INTERPRET=1``, CPU tensors, tests) :data:`INTERPRETER_CONFIGS`
+run instead.
 """
 from __future__ import annotations
 
@@ -77,18 +89,22 @@ TF32_PRODUCT_BOUND = 2.0**-9
 TARGET_PROGRAMS = 4 * 132
 
 #: Tiles used under the interpreter (and by tests that pin a configuration).
-INTERPRETER_CONFIGS = dict(banded_fwd=dict(BLOCK_M=16, BLOCK_W=16),
+INTERPRETER_CONFIGS = dict(banded_fwd=dict(BLOCK_M=16, BLOCK_W=16, H_MAJOR=True),
                            toeplitz_fwd=dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=16),
-                           banded_wgrad=dict(BLOCK_M=16))
+                           banded_wgrad=dict(BLOCK_M=16, GROUP=1, H_MAJOR=True))
 
 # Autotune candidates: (tile sizes, num_warps, num_stages). All are compiled for sm_90 by
 # tests/test_ops/test_triton_tc_compile.py.
 AUTOTUNE_CONFIGS = dict(
-    banded_fwd=[(dict(BLOCK_M=128, BLOCK_W=16), 4, 3), (dict(BLOCK_M=64, BLOCK_W=16), 4, 3),
-                (dict(BLOCK_M=128, BLOCK_W=32), 8, 3)],
+    banded_fwd=[(dict(BLOCK_M=128, BLOCK_W=16, H_MAJOR=True), 4, 3),
+                (dict(BLOCK_M=64, BLOCK_W=32, H_MAJOR=True), 4, 3),
+                (dict(BLOCK_M=64, BLOCK_W=64, H_MAJOR=False), 4, 3),
+                (dict(BLOCK_M=128, BLOCK_W=64, H_MAJOR=False), 8, 3)],
     toeplitz_fwd=[(dict(BLOCK_N=128, BLOCK_K=32), 4, 3), (dict(BLOCK_N=64, BLOCK_K=32), 4, 3),
                   (dict(BLOCK_N=128, BLOCK_K=64), 8, 3)],
-    banded_wgrad=[(dict(BLOCK_M=64), 4, 3), (dict(BLOCK_M=128), 4, 3), (dict(BLOCK_M=128), 8, 2)])
+    banded_wgrad=[(dict(BLOCK_M=64, GROUP=1, H_MAJOR=True), 4, 3),
+                  (dict(BLOCK_M=32, GROUP=4, H_MAJOR=False), 4, 3),
+                  (dict(BLOCK_M=64, GROUP=2, H_MAJOR=False), 4, 2)])
 
 _TUNING_KEY = ['N_BUCKET', 'H_BUCKET', 'W_BUCKET', 'K', 'PRECISION']
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -224,11 +240,12 @@ def banded_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: int
     block_w, span = wgrad_tile(k, w)
     slots_w = triton.cdiv(w, block_w)
     if num_splits is None:
-        num_splits = max(1, min(triton.cdiv(n * h, 64), triton.cdiv(TARGET_PROGRAMS, slots_w * c * k)))
+        num_splits = max(1, min(triton.cdiv(n * h, 64),
+                                triton.cdiv(TARGET_PROGRAMS, slots_w * c * k)))
     partial = torch.empty(num_splits * slots_w, c, k, k, device=x.device, dtype=torch.float32)
 
     def grid(meta: dict) -> tuple[int]:
-        return (num_splits * slots_w * c * k, )
+        return (num_splits * slots_w * c * triton.cdiv(k, meta['GROUP']), )
 
     _launch('banded_wgrad', grid, (x, grad_out, partial), x.shape, config, num_splits, K=k,
             PRECISION=dot_precision(x.dtype), UPCAST=_upcast(x), BLOCK_W=block_w, SPAN=span)

@@ -1,10 +1,12 @@
 """The Triton programs of the tensor-core depth-wise conv; see :mod:`._triton_tc_depthwise`.
 
-Every kernel takes NCHW contiguous tensors of one channel-plane layout and "same" padding
-``P = K // 2``. Rows of all images are folded into the GEMM's M dimension *h-major*
-(``m = h * N + n``): the rows of a tile then share one or a few output rows ``h``, so the kernel
-rows (forward) and the row tiles (weight gradient) that fall outside the image are skipped rather
-than multiplied by zeros, at every batch size.
+Every kernel takes NCHW contiguous tensors and "same" padding ``P = K // 2``. The banded kernels
+fold the rows of all images into the GEMM's M dimension, either *h-major* (``m = h * N + n``:
+the rows of a tile share one or a few output rows ``h``, so the kernel rows (forward) and row
+tiles (weight gradient) that fall outside the image are skipped rather than multiplied by zeros,
+at every batch size) or *n-major* (``m = n * H + h``, forward only: a tile is a strip of
+consecutive rows of one image, so consecutive kernel rows re-read mostly the same input rows,
+from L1 instead of L2).
 
 ``N_BUCKET``, ``H_BUCKET`` and ``W_BUCKET`` are not read by the kernels: they are the autotuner's
 key (powers of two of the sizes), so every shape of a bucket reuses one tuning. No size argument
@@ -26,7 +28,8 @@ CHUNK = tl.constexpr(16)
 @triton.jit(do_not_specialize=_SIZES)
 def banded_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W, N_BUCKET, H_BUCKET, W_BUCKET,
                       K: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr,
-                      UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_W: tl.constexpr):
+                      UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_W: tl.constexpr,
+                      H_MAJOR: tl.constexpr):
     """One (BLOCK_M folded rows) x (BLOCK_W output columns) tile of channel ``program_id(1)``:
     ``acc += X_i[:, band] @ T_i[band, :]`` over the kernel rows ``i`` the tile's rows reach and
     the 16-wide slices of input columns inside both the image and the tile's band."""
@@ -38,13 +41,22 @@ def banded_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W, N_BUCKET, H_BUCKET
     w0 = (pid % tiles_w) * BLOCK_W
     rows = m0 + tl.arange(0, BLOCK_M)
     row_ok = rows < N * H
-    h = rows // N
-    plane = ((rows % N).to(tl.int64) * C + c) * H * W
+    if H_MAJOR:
+        h = rows // N
+        image = rows % N
+        h_lo = m0 // N
+        h_hi = tl.minimum(H - 1, (m0 + BLOCK_M - 1) // N)
+    else:
+        h = rows % H
+        image = rows // H
+        last = tl.minimum(m0 + BLOCK_M, N * H) - 1
+        one_image = m0 // H == last // H
+        h_lo = tl.where(one_image, m0 % H, 0)
+        h_hi = tl.where(one_image, last % H, H - 1)
+    plane = (image.to(tl.int64) * C + c) * H * W
     out_cols = w0 + tl.arange(0, BLOCK_W)
 
-    # Kernel rows that reach some output row of the tile (all of them only for small maps).
-    h_lo = m0 // N
-    h_hi = tl.minimum(H - 1, (m0 + BLOCK_M - 1) // N)
+    # Kernel rows that reach some output row of the tile.
     i_lo = tl.maximum(0, P - h_hi)
     i_hi = tl.minimum(K, H + P - h_lo)
     # Slices start at the band's first column inside the image and stop at its last one.
@@ -122,48 +134,66 @@ def toeplitz_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W, N_BUCKET, H_BUCK
 def banded_wgrad_kernel(x_ptr, dy_ptr, part_ptr, N, C, H, W, N_BUCKET, H_BUCKET, W_BUCKET,
                         NUM_SPLITS, K: tl.constexpr, PRECISION: tl.constexpr,
                         UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_W: tl.constexpr,
-                        SPAN: tl.constexpr):
-    """Kernel row ``i`` of channel ``c`` over one column tile and one split of the row tiles:
-    ``S[l, w] = sum_m X_i[m, base + l] dY[m, w0 + w]`` on tensor cores, then the band
-    diagonals ``dW[i, j] = sum S[l, w]`` over ``base + l - w0 - w + P = j`` into one partial
-    slot per (split, column tile), summed in a fixed order by the caller. ``BLOCK_W`` and
-    ``SPAN`` come from ``_triton_tc_depthwise.wgrad_tile``."""
+                        SPAN: tl.constexpr, GROUP: tl.constexpr, H_MAJOR: tl.constexpr):
+    """GROUP kernel rows ``i0 + g`` of channel ``c`` over one column tile and one split of the
+    row tiles: ``S[(g, l), w] = sum_m X_{i0+g}[m, base + l] dY[m, w0 + w]`` as one tensor-core
+    product whose M stacks the GROUP kernel rows (each output-gradient tile is loaded once for
+    all of them), then the band diagonals ``dW[i0 + g, j] = sum S[(g, l), w]`` over
+    ``base + l - w0 - w + P = j`` into one partial slot per (split, column tile), summed in a
+    fixed order by the caller. ``BLOCK_W`` and ``SPAN`` come from
+    ``_triton_tc_depthwise.wgrad_tile``."""
     P: tl.constexpr = K // 2
-    # Kernel row fastest, channel slowest: the programs reading one channel's planes run
+    # Kernel-row group fastest, channel slowest: the programs reading one channel's planes run
     # together and share them through L2.
+    groups = tl.cdiv(K, GROUP)
     tiles_w = tl.cdiv(W, BLOCK_W)
     pid = tl.program_id(0)
-    i = pid % K
-    slot = (pid // K) % (NUM_SPLITS * tiles_w)
-    c = pid // (K * NUM_SPLITS * tiles_w)
+    i0 = (pid % groups) * GROUP
+    slot = (pid // groups) % (NUM_SPLITS * tiles_w)
+    c = pid // (groups * NUM_SPLITS * tiles_w)
     split = slot // tiles_w
     w0 = (slot % tiles_w) * BLOCK_W
-    shift = i - P
-    # h-major rows: kernel row i stays inside the image exactly for the rows of this range.
-    m_lo = tl.maximum(0, -shift) * N
-    m_hi = tl.minimum(H, H - shift) * N
-    first_tile = m_lo // BLOCK_M
+    # Rows where some kernel row of the group stays inside the image: one range when h-major.
+    if H_MAJOR:
+        m_lo = tl.maximum(0, P - i0 - GROUP + 1) * N
+        m_hi = tl.minimum(H, H + P - i0) * N
+    else:
+        m_lo = 0
+        m_hi = N * H
     # SPAN input columns from ``base`` cover every column the tile's band reads in the image.
     base = tl.maximum(0, tl.minimum(w0 - P, W - SPAN))
-    in_cols = base + tl.arange(0, SPAN)
+    stack = tl.arange(0, GROUP * SPAN)
+    shift = i0 + stack // SPAN - P
+    in_cols = base + stack % SPAN
+    stack_ok = (i0 + stack // SPAN < K) & (in_cols < W)
     out_cols = w0 + tl.arange(0, BLOCK_W)
     tile_m = tl.arange(0, BLOCK_M)
 
-    acc = tl.zeros((SPAN, BLOCK_W), dtype=tl.float32)
-    for t in range(first_tile + split, tl.cdiv(m_hi, BLOCK_M), NUM_SPLITS):
+    acc = tl.zeros((GROUP * SPAN, BLOCK_W), dtype=tl.float32)
+    for t in range(m_lo // BLOCK_M + split, tl.cdiv(m_hi, BLOCK_M), NUM_SPLITS):
         rows = t * BLOCK_M + tile_m
         row_ok = (rows >= m_lo) & (rows < m_hi)
-        h = rows // N
-        plane = ((rows % N).to(tl.int64) * C + c) * H * W
+        if H_MAJOR:
+            h = rows // N
+            image = rows % N
+        else:
+            h = rows % H
+            image = rows // H
+        plane = (image.to(tl.int64) * C + c) * H * W
         grad = tl.load(dy_ptr + (plane + h * W)[:, None] + out_cols[None, :],
                        mask=row_ok[:, None] & (out_cols < W)[None, :], other=0.0)
-        xs = tl.load(x_ptr + (plane + (h + shift) * W)[:, None] + in_cols[None, :],
-                     mask=row_ok[:, None] & (in_cols < W)[None, :], other=0.0)
+        in_h = h[:, None] + shift[None, :]
+        xs = tl.load(x_ptr + plane[:, None] + in_h * W + in_cols[None, :],
+                     mask=row_ok[:, None] & stack_ok[None, :] & (in_h >= 0) & (in_h < H),
+                     other=0.0)
         if UPCAST:
             grad = grad.to(tl.float32)
             xs = xs.to(tl.float32)
         acc = tl.dot(tl.trans(xs), grad, acc, input_precision=PRECISION)
-    tap = in_cols[:, None] - out_cols[None, :] + P
-    out = part_ptr + ((slot * C + c) * K + i) * K
+    acc = tl.reshape(acc, (GROUP, SPAN, BLOCK_W))
+    tap = (base + tl.arange(0, SPAN))[:, None] - out_cols[None, :] + P
+    kernel_rows = i0 + tl.arange(0, GROUP)
+    out = part_ptr + ((slot * C + c) * K + kernel_rows) * K
     for j in range(K):
-        tl.store(out + j, tl.sum(tl.sum(tl.where(tap == j, acc, 0.0), axis=1), axis=0))
+        diagonal = tl.sum(tl.sum(tl.where(tap[None, :, :] == j, acc, 0.0), axis=2), axis=1)
+        tl.store(out + j, diagonal, mask=kernel_rows < K)

@@ -30,22 +30,29 @@ SMALL_SHAPES = [(2, 2, 9, 11, 13), (1, 1, 13, 19, 7), (3, 1, 7, 5, 31), (1, 1, 1
                 (2, 1, 17, 21, 29), (17, 1, 5, 7, 13)]
 
 
-def _cases(shapes):
-    """Both families on every shape, each shape in all four modes split between the families
-    (so each family still meets every mode, K and batch size)."""
+def _cases(shapes, every_mode=False):
+    """Both families on every shape, in every mode or (default) one mode each, cycling so each
+    family still meets every mode and the modes meet several K and batch sizes."""
     cases = []
     for index, shape in enumerate(shapes):
         for offset, family in enumerate(FAMILY_NAMES):
-            first = 2 * (index + offset)
-            for mode in (MODES[first % 4], MODES[(first + 1) % 4]):
+            modes = MODES if every_mode else [MODES[(index + 2 * offset) % len(MODES)]]
+            for mode in modes:
                 cases.append(_case(family, mode, shape, bias=len(cases) % 3 == 0))
     return cases
 
 
 def _case(family, mode, shape, bias, all_configs=False):
     name = f'{family}-{mode}-{"x".join(map(str, shape))}-{"bias" if bias else "nobias"}'
+    name += '-all-configs' if all_configs else ''
     return dict(name=name, family=family, dtype=mode, shape=shape, bias=bias,
                 all_configs=all_configs)
+
+
+# The autotune candidates the interpreter's fixed tiles do not cover (n-major rows, kernel-row
+# groups), on one small map.
+SMALL_CONFIG_CASES = [_case('triton_banded', 'fp32', (3, 1, 9, 5, 27), bias=True,
+                            all_configs=True)]
 
 
 # Every tile configuration the autotuner may pick on a GPU, on images spanning several of its
@@ -69,12 +76,12 @@ def _run_worker(cases):
 
 @pytest.fixture(scope='module')
 def small_results():
-    return _run_worker(_cases(SMALL_SHAPES))
+    return _run_worker(_cases(SMALL_SHAPES) + SMALL_CONFIG_CASES)
 
 
 @pytest.fixture(scope='module')
 def large_results():
-    return _run_worker(CONFIG_CASES)
+    return _run_worker(_cases(SMALL_SHAPES, every_mode=True) + CONFIG_CASES)
 
 
 def _check(errors, mode):
@@ -89,12 +96,14 @@ def _check(errors, mode):
                 f'{name}: relative error {error["relative"]:.2e} > {tolerance:.0e}')
 
 
-@pytest.mark.parametrize('case', _cases(SMALL_SHAPES), ids=lambda case: case['name'])
+@pytest.mark.parametrize('case', _cases(SMALL_SHAPES) + SMALL_CONFIG_CASES,
+                         ids=lambda case: case['name'])
 def test_tc_family_matches_conv2d_interpreted(small_results, case):
     _check(small_results[case['name']], case['dtype'])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('case', CONFIG_CASES, ids=lambda case: case['name'])
-def test_tc_every_config_matches_conv2d_interpreted(large_results, case):
+@pytest.mark.parametrize('case', _cases(SMALL_SHAPES, every_mode=True) + CONFIG_CASES,
+                         ids=lambda case: case['name'])
+def test_tc_family_matches_conv2d_interpreted_every_mode_and_config(large_results, case):
     _check(large_results[case['name']], case['dtype'])

@@ -1,4 +1,4 @@
-"""Worker for test_triton_tc_interpreter.py: the tensor-core kernel families under TRITON_INTERPRET=1.
+"""Worker for test_triton_tc_interpreter.py: the tensor-core families under TRITON_INTERPRET=1.
 
 Run in a subprocess so the interpreter setting (read when the kernels are decorated) never leaks
 into the test process. Reads a JSON list of cases from argv[1] and prints one JSON object mapping
