@@ -190,8 +190,9 @@ def banded_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
         x (torch.Tensor): Input (N, C, H, W), contiguous.
         weight (torch.Tensor): Kernel (C, 1, K, K), contiguous, K odd, dtype of ``x``.
         bias (torch.Tensor, optional): Bias (C,) of the dtype of ``x``, or None.
-        config (dict, optional): Pinned ``BLOCK_M``/``BLOCK_W``; None autotunes on CUDA and
-            uses ``INTERPRETER_CONFIGS`` under the interpreter. Defaults to None.
+        config (dict, optional): Pinned ``BLOCK_M``, ``BLOCK_W`` and ``H_MAJOR``; None
+            autotunes on CUDA and uses ``INTERPRETER_CONFIGS`` under the interpreter.
+            Defaults to None.
 
     Returns:
         torch.Tensor: Output (N, C, H, W), contiguous, dtype of ``x``.
@@ -226,8 +227,9 @@ def banded_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: int
         x (torch.Tensor): Forward input (N, C, H, W), contiguous.
         grad_out (torch.Tensor): Output gradient (N, C, H, W), contiguous, dtype of ``x``.
         kernel_size (int): K (odd).
-        config (dict, optional): Pinned ``BLOCK_M`` (``BLOCK_W`` follows from K and W, see
-            :func:`wgrad_tile`), see :func:`banded_forward`. Defaults to None.
+        config (dict, optional): Pinned ``BLOCK_M``, ``GROUP`` and ``H_MAJOR`` (``BLOCK_W``
+            follows from K and W, see :func:`wgrad_tile`), see :func:`banded_forward`.
+            Defaults to None.
         num_splits (int, optional): Programs sharing one (channel, kernel row, column tile)
             reduction; None picks enough to fill the GPU. Defaults to None.
 

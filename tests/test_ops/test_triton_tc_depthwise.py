@@ -59,6 +59,38 @@ def test_wgrad_tile_covers_the_band_or_the_row(tc, kernel_size, width, tile):
     assert span >= min(width, block_w + kernel_size - 1)
 
 
+def test_autotuning_is_keyed_on_size_buckets(tc, monkeypatch):
+    """Sizes of one power-of-two bucket reach the autotuner with one key (no new tuning)."""
+    launches = []
+
+    class Recorder:
+        def __init__(self, kernel):
+            self.arg_names = kernel.arg_names
+
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                launches.append({**dict(zip(self.arg_names, args)), **kwargs})
+            return launch
+
+    key_names = ['N_BUCKET', 'H_BUCKET', 'W_BUCKET', 'K', 'PRECISION']
+    for name, tuned in tc._TUNED.items():
+        assert list(tuned.keys) == key_names, name
+        assert 2 <= len(tuned.configs) <= 4, f'{name}: keep the candidate list short'
+        monkeypatch.setitem(tc._TUNED, name, Recorder(tc._KERNELS[name]))
+    monkeypatch.setattr(tc, 'interpreting', lambda: False)
+    monkeypatch.setattr(tc, '_check_device', lambda x: None)
+    weight = torch.randn(3, 1, 13, 13)
+    for shape in [(5, 3, 17, 30), (7, 3, 31, 19)]:
+        x = torch.randn(shape)
+        for family in tc.FAMILIES:
+            family.forward(x, weight, None)
+            family.input_grad(x, weight)
+        tc.banded_weight_grad(x, x, 13)
+    assert len(launches) == 2 * 5
+    keys = {tuple(launch[key] for key in key_names) for launch in launches}
+    assert keys == {(8, 32, 32, 13, tc.dot_precision(torch.float32))}
+
+
 def test_cpu_tensor_without_interpreter_is_refused(tc):
     x = torch.randn(1, 2, 8, 8)
     weight = torch.randn(2, 1, 7, 7)
