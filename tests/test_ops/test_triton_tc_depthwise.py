@@ -99,8 +99,9 @@ def test_cpu_tensor_without_interpreter_is_refused(tc):
             family.forward(x, weight, None)
 
 
-# (N, C, H, W, K): the dense-Toeplitz regime (K >= 2R - 1), a mid-size map, a wide odd one.
-CUDA_SHAPES = [(4, 8, 16, 16, 31), (2, 16, 32, 32, 31), (1, 8, 57, 70, 13), (3, 4, 29, 31, 27)]
+# (N, C, H, W, K): the dense-Toeplitz regime (K >= 2R - 1), its largest map, a wide odd one.
+# Two kernel sizes only: every (kernel, K, dtype, precision, bias) compiles every candidate.
+CUDA_SHAPES = [(4, 8, 16, 16, 31), (2, 16, 32, 32, 31), (1, 8, 57, 70, 13)]
 CUDA_MODES = ['fp32', 'tf32', 'fp16', 'bf16']
 
 
