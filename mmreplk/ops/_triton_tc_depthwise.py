@@ -261,8 +261,13 @@ def _flipped_input_grad(forward: Callable) -> Callable[[torch.Tensor, torch.Tens
     return input_grad
 
 
+#: CUDA's limit on the second and third grid dimensions, where the channels go.
+_MAX_GRID_CHANNELS = 65535
+
+
 def _supported(shape: tuple[int, int, int, int], kernel_size: int, dtype: torch.dtype) -> bool:
-    return dtype in _DTYPES and kernel_size % 2 == 1 and min(shape) > 0
+    return (dtype in _DTYPES and kernel_size % 2 == 1 and min(shape) > 0
+            and shape[1] <= _MAX_GRID_CHANNELS)
 
 
 def _toeplitz_supported(shape: tuple[int, int, int, int], kernel_size: int,

@@ -39,6 +39,7 @@ def test_families_interface(tc):
     assert not banded.supports((2, 3, 8, 8), 30, torch.float32), 'even kernel'
     assert not banded.supports((2, 3, 8, 8), 31, torch.float64)
     assert not banded.supports((0, 3, 8, 8), 31, torch.float32)
+    assert not banded.supports((1, 70000, 8, 8), 31, torch.float32), 'grid limit on channels'
 
 
 def test_dot_precision_follows_allow_tf32_at_call_time(tc, allow_tf32):
