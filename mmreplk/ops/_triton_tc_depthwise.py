@@ -152,6 +152,7 @@ def _launch(name: str, grid: Callable[[dict], tuple], pointers: tuple, shape: to
             config: dict | None, *extra: int, **constants) -> None:
     """Runs kernel ``name`` autotuned (CUDA, ``config`` None) or with pinned tiles."""
     n, c, h, w = shape
+    constants['ALIGN'] = 8 if w % 8 == 0 else 1
     sizes = (n, c, h, w) + tuple(triton.next_power_of_2(size) for size in (n, h, w)) + extra
     with torch.cuda.device(pointers[0].device) if pointers[0].is_cuda else nullcontext():
         if config is None and not interpreting():

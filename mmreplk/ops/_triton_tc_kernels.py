@@ -12,6 +12,10 @@ from L1 instead of L2).
 key (powers of two of the sizes), so every shape of a bucket reuses one tuning. No size argument
 is specialised, so a new size of a bucket reuses the compiled kernel too.
 
+``ALIGN`` (8 or 1) divides W: the kernels write ``W = W // ALIGN * ALIGN``, a no-op that tells the
+compiler so, and align the starts of their input slices to it, which lets every row segment
+load as 16-byte vectors (``cp.async`` pipelined for bf16 too) from 16-byte aligned tensors.
+
 ``PRECISION`` is the ``tl.dot`` input precision ('tf32' or 'ieee'; ignored by fp16/bf16 operands,
 which always run on tensor cores). ``UPCAST`` widens bf16 operands to fp32 before the dot, for
 Triton's interpreter only (see ``_triton_depthwise._upcast``).
@@ -28,12 +32,13 @@ CHUNK = tl.constexpr(16)
 @triton.jit(do_not_specialize=_SIZES)
 def banded_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W, N_BUCKET, H_BUCKET, W_BUCKET,
                       K: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr,
-                      UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_W: tl.constexpr,
-                      H_MAJOR: tl.constexpr):
+                      UPCAST: tl.constexpr, ALIGN: tl.constexpr, BLOCK_M: tl.constexpr,
+                      BLOCK_W: tl.constexpr, H_MAJOR: tl.constexpr):
     """One (BLOCK_M folded rows) x (BLOCK_W output columns) tile of channel ``program_id(1)``:
     ``acc += X_i[:, band] @ T_i[band, :]`` over the kernel rows ``i`` the tile's rows reach and
     the 16-wide slices of input columns inside both the image and the tile's band."""
     P: tl.constexpr = K // 2
+    W = W // ALIGN * ALIGN
     pid = tl.program_id(0)
     c = tl.program_id(1)
     tiles_w = tl.cdiv(W, BLOCK_W)
@@ -59,8 +64,9 @@ def banded_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W, N_BUCKET, H_BUCKET
     # Kernel rows that reach some output row of the tile.
     i_lo = tl.maximum(0, P - h_hi)
     i_hi = tl.minimum(K, H + P - h_lo)
-    # Slices start at the band's first column inside the image and stop at its last one.
-    col0 = tl.maximum(0, w0 - P)
+    # Slices start at the band's first column inside the image (rounded down to ALIGN) and stop
+    # at its last one.
+    col0 = tl.maximum(0, w0 - P) // ALIGN * ALIGN
     num_chunks = tl.cdiv(tl.minimum(W, w0 + BLOCK_W + P) - col0, CHUNK)
     chunk = tl.arange(0, CHUNK)
 
@@ -90,12 +96,13 @@ def banded_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W, N_BUCKET, H_BUCKET
 @triton.jit(do_not_specialize=_SIZES)
 def toeplitz_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W, N_BUCKET, H_BUCKET, W_BUCKET,
                         K: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr,
-                        UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                        BLOCK_K: tl.constexpr):
+                        UPCAST: tl.constexpr, ALIGN: tl.constexpr, BLOCK_M: tl.constexpr,
+                        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     """``Y[images, q] = X[images, p] @ T[p, q]`` for BLOCK_N output pixels ``q`` of channel
     ``program_id(2)``, ``T[p, q] = weight[hp - hq + P, wp - wq + P]`` generated tile by tile
     from the K x K kernel; ``p`` runs over the input rows within reach of the block's rows."""
     P: tl.constexpr = K // 2
+    W = W // ALIGN * ALIGN
     pid_q = tl.program_id(0)
     pid_m = tl.program_id(1)
     c = tl.program_id(2)
@@ -133,8 +140,9 @@ def toeplitz_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W, N_BUCKET, H_BUCK
 @triton.jit(do_not_specialize=_SIZES + ['NUM_SPLITS'])
 def banded_wgrad_kernel(x_ptr, dy_ptr, part_ptr, N, C, H, W, N_BUCKET, H_BUCKET, W_BUCKET,
                         NUM_SPLITS, K: tl.constexpr, PRECISION: tl.constexpr,
-                        UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_W: tl.constexpr,
-                        SPAN: tl.constexpr, GROUP: tl.constexpr, H_MAJOR: tl.constexpr):
+                        UPCAST: tl.constexpr, ALIGN: tl.constexpr, BLOCK_M: tl.constexpr,
+                        BLOCK_W: tl.constexpr, SPAN: tl.constexpr, GROUP: tl.constexpr,
+                        H_MAJOR: tl.constexpr):
     """GROUP kernel rows ``i0 + g`` of channel ``c`` over one column tile and one split of the
     row tiles: ``S[(g, l), w] = sum_m X_{i0+g}[m, base + l] dY[m, w0 + w]`` as one tensor-core
     product whose M stacks the GROUP kernel rows (each output-gradient tile is loaded once for
@@ -143,6 +151,7 @@ def banded_wgrad_kernel(x_ptr, dy_ptr, part_ptr, N, C, H, W, N_BUCKET, H_BUCKET,
     fixed order by the caller. ``BLOCK_W`` and ``SPAN`` come from
     ``_triton_tc_depthwise.wgrad_tile``."""
     P: tl.constexpr = K // 2
+    W = W // ALIGN * ALIGN
     # Kernel-row group fastest, channel slowest: the programs reading one channel's planes run
     # together and share them through L2.
     groups = tl.cdiv(K, GROUP)

@@ -27,7 +27,8 @@ def _compile(kernel_name, dtype, precision, kernel_size, config, width=64):
     from mmreplk.ops import _triton_tc_depthwise as tc
     tiles, num_warps, num_stages = config
     signature = {name: 'i32' for name in SIZES}
-    constants = dict(K=kernel_size, PRECISION=precision, UPCAST=False, **tiles)
+    constants = dict(K=kernel_size, PRECISION=precision, UPCAST=False,
+                     ALIGN=8 if width % 8 == 0 else 1, **tiles)
     if kernel_name == 'banded_wgrad':
         pointers = dict(x_ptr=f'*{dtype}', dy_ptr=f'*{dtype}', part_ptr='*fp32')
         signature['NUM_SPLITS'] = 'i32'
@@ -44,7 +45,11 @@ def _compile(kernel_name, dtype, precision, kernel_size, config, width=64):
         if name in constants:
             signature[name] = 'constexpr'
     signature = {name: signature[name] for name in fn.arg_names}
-    compiled = triton.compile(ASTSource(fn, signature, constants), target=GPUTarget(*H100),
+    # As at a launch on 16-byte aligned tensors (PyTorch allocates them so).
+    aligned = {(index, ): [['tt.divisibility', 16]] for index, name in enumerate(fn.arg_names)
+               if name in pointers}
+    compiled = triton.compile(ASTSource(fn, signature, constants, aligned),
+                              target=GPUTarget(*H100),
                               options=dict(num_warps=num_warps, num_stages=num_stages))
     assert compiled.asm['cubin'], 'no cubin produced'
     return compiled.asm['ptx']
@@ -82,7 +87,7 @@ def _all_configs():
 
 @pytest.mark.slow
 @pytest.mark.parametrize('dtype, precision', MODES)
-@pytest.mark.parametrize('kernel_size, width', [(13, 64), (31, 64), (31, 16)])
+@pytest.mark.parametrize('kernel_size, width', [(13, 57), (31, 64), (31, 16)])
 def test_every_tc_autotune_config_compiles_for_h100(dtype, precision, kernel_size, width):
     for kernel_name, config in _all_configs():
         _check_units(_compile(kernel_name, dtype, precision, kernel_size, config, width),

@@ -24,9 +24,9 @@ FAMILY_NAMES = ('triton_banded', 'triton_toeplitz')
 MODES = ('fp32', 'tf32', 'fp16', 'bf16')
 
 # (N, C, H, W, K) with the interpreter's 16 x 16 tiles: odd sizes; batch 1 and > 1; images smaller
-# than the kernel (every tap valid: the dense-Toeplitz case) and larger than one tile.
-# 17 images span two of the dense-Toeplitz family's 16-image tiles.
-SMALL_SHAPES = [(2, 2, 9, 11, 13), (1, 1, 13, 19, 7), (3, 1, 7, 5, 31), (1, 1, 11, 23, 27),
+# than the kernel (every tap valid: the dense-Toeplitz case) and larger than one tile; a width
+# divisible by 8 (aligned slices). 17 images span two of the dense-Toeplitz family's 16-image tiles.
+SMALL_SHAPES = [(2, 2, 9, 11, 13), (1, 1, 13, 24, 7), (3, 1, 7, 5, 31), (1, 1, 11, 23, 27),
                 (2, 1, 17, 21, 29), (17, 1, 5, 7, 13)]
 
 
@@ -59,9 +59,10 @@ SMALL_CONFIG_CASES = [_case('triton_banded', 'fp32', (3, 1, 9, 5, 27), bias=True
 # tiles (up to 128 rows and 32 columns, or 128 pixels); the configurations differ in tiling only,
 # so one mode covers their indexing.
 CONFIG_CASES = [_case(family, 'fp32', shape, bias=True, all_configs=True)
-                for family, shape in (('triton_banded', (5, 1, 29, 33, 31)),
+                for family, shape in (('triton_banded', (5, 1, 29, 40, 31)),
                                       ('triton_banded', (2, 1, 67, 41, 13)),
-                                      ('triton_toeplitz', (5, 1, 29, 33, 31)))]
+                                      ('triton_toeplitz', (5, 1, 29, 32, 31)),
+                                      ('triton_toeplitz', (3, 1, 23, 37, 27)))]
 
 
 def _run_worker(cases):
