@@ -12,6 +12,7 @@ W = 64). Nothing is saved for backward beyond what the caller keeps (x and the w
 Tensor cores have about 8x the FP32 CUDA-core rate (H100: ~1000 TF32 multiply-adds per clock
 per SM) while an SM draws only some 25-40 bytes per clock from L2, so these kernels are bound by
 operand traffic, not by multiply-adds: the tiles below trade wasted multiply-adds for reuse.
+Where W is a multiple of 8 the input slices start 8-aligned, so rows load as 16-byte vectors.
 
 * ``triton_banded`` (any size). Rows of all images fold into M, so small batches still fill a
   tile. For kernel row ``i`` an output tile is ``X_i[:, band] @ T_i[band, :]`` with
@@ -62,10 +63,10 @@ TF32 (toeplitz, 77 GFLOP of valid taps), 2-4 ms fp32-accurate; R = 64 40-70 ms i
 R = 32 30-55 ms in TF32, the weight gradient the largest part; bf16 1.5-2x faster than TF32.
 The GPU benchmark decides; ``auto`` keeps the fastest path per pass.
 
-Autotuning: 3-4 candidates per kernel, keyed on K, the dot precision, the dtypes and the powers
-of two of N, H and W, so new sizes inside a bucket neither tune nor compile again. Under
-Triton's interpreter (``TRITON_INTERPRET=1``, CPU tensors, tests) :data:`INTERPRETER_CONFIGS`
-run instead.
+Autotuning: 3-4 candidates per kernel, keyed on K, the dot precision, the dtypes, the width's
+alignment and the powers of two of N, H and W, so new sizes inside a bucket neither tune nor
+compile again. Under Triton's interpreter (``TRITON_INTERPRET=1``, CPU tensors, tests)
+:data:`INTERPRETER_CONFIGS` run instead.
 """
 from __future__ import annotations
 
@@ -106,7 +107,7 @@ AUTOTUNE_CONFIGS = dict(
                   (dict(BLOCK_M=32, GROUP=4, H_MAJOR=False), 4, 3),
                   (dict(BLOCK_M=64, GROUP=2, H_MAJOR=False), 4, 2)])
 
-_TUNING_KEY = ['N_BUCKET', 'H_BUCKET', 'W_BUCKET', 'K', 'PRECISION']
+_TUNING_KEY = ['N_BUCKET', 'H_BUCKET', 'W_BUCKET', 'K', 'PRECISION', 'ALIGN']
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 

@@ -4,9 +4,9 @@ Every kernel takes NCHW contiguous tensors and "same" padding ``P = K // 2``. Th
 fold the rows of all images into the GEMM's M dimension, either *h-major* (``m = h * N + n``:
 the rows of a tile share one or a few output rows ``h``, so the kernel rows (forward) and row
 tiles (weight gradient) that fall outside the image are skipped rather than multiplied by zeros,
-at every batch size) or *n-major* (``m = n * H + h``, forward only: a tile is a strip of
-consecutive rows of one image, so consecutive kernel rows re-read mostly the same input rows,
-from L1 instead of L2).
+at every batch size) or *n-major* (``m = n * H + h``: a tile is a strip of consecutive rows of
+one image, so consecutive kernel rows (forward) or the kernel rows of a group (weight gradient)
+re-read mostly the same input rows, from L1 instead of L2).
 
 ``N_BUCKET``, ``H_BUCKET`` and ``W_BUCKET`` are not read by the kernels: they are the autotuner's
 key (powers of two of the sizes), so every shape of a bucket reuses one tuning. No size argument

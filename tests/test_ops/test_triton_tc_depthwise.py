@@ -73,7 +73,7 @@ def test_autotuning_is_keyed_on_size_buckets(tc, monkeypatch):
                 launches.append({**dict(zip(self.arg_names, args)), **kwargs})
             return launch
 
-    key_names = ['N_BUCKET', 'H_BUCKET', 'W_BUCKET', 'K', 'PRECISION']
+    key_names = ['N_BUCKET', 'H_BUCKET', 'W_BUCKET', 'K', 'PRECISION', 'ALIGN']
     for name, tuned in tc._TUNED.items():
         assert list(tuned.keys) == key_names, name
         assert 2 <= len(tuned.configs) <= 4, f'{name}: keep the candidate list short'
@@ -89,7 +89,7 @@ def test_autotuning_is_keyed_on_size_buckets(tc, monkeypatch):
         tc.banded_weight_grad(x, x, 13)
     assert len(launches) == 2 * 5
     keys = {tuple(launch[key] for key in key_names) for launch in launches}
-    assert keys == {(8, 32, 32, 13, tc.dot_precision(torch.float32))}
+    assert keys == {(8, 32, 32, 13, tc.dot_precision(torch.float32), 1)}
 
 
 def test_cpu_tensor_without_interpreter_is_refused(tc):
