@@ -17,23 +17,28 @@ Where W is a multiple of 8 the input slices start 8-aligned, so rows load as 16-
 * ``triton_banded`` (any size). Rows of all images fold into M, so small batches still fill a
   tile. For kernel row ``i`` an output tile is ``X_i[:, band] @ T_i[band, :]`` with
   ``T_i[l, w] = weight[i, l - w + P]``, the band being ``BLOCK_W + K - 1`` input columns cut in
-  16-wide slices (the narrowest ``tl.dot`` operand). Multiply-adds per useful one in an interior
-  tile: ``ceil16(BLOCK_W + K - 1) / K``, at K = 31: 48/31 (BLOCK_W = 16), 64/31 (32), 96/31
-  (64). Padding taps are skipped: slices start at the band's first input column inside the
-  image, and kernel rows that miss every row of the tile are not run. Loads per output:
-  ``K * ceil16(BLOCK_W + K - 1) / BLOCK_W`` input values (93 at BLOCK_W = 16, 46 at 64).
-  Candidates: 128 x 16 and 64 x 32 *h-major* tiles (``m = h * N + n``: a tile shares one or
-  a few output rows, so the kernel-row skipping is exact; least waste; small maps), and
-  64 x 64 / 128 x 64 *n-major* tiles (``m = n * H + h``: a strip of one image, whose
-  consecutive kernel rows re-read mostly the same input rows, from L1; large maps). Three
-  pipeline stages take 18-37 KB of shared memory in fp32 (sm_90 compile), leaving L1 room.
+  BLOCK_K-wide slices (16, the narrowest ``tl.dot`` operand, or 32). Multiply-adds per useful
+  one in an interior tile: ``ceil(BLOCK_W + K - 1, BLOCK_K) / K``, at K = 31: 48/31
+  (BLOCK_W = 16), 64/31 (32), 96/31 (64). Padding taps are skipped: slices start at the band's
+  first input column inside the image, and kernel rows that miss every row of the tile are not
+  run. Loads per output: ``K * ceil(BLOCK_W + K - 1, BLOCK_K) / BLOCK_W`` input values (93 at
+  BLOCK_W = 16, 46 at 64). Candidates: 128 x 16 and 64 x 32 *h-major* tiles
+  (``m = h * N + n``: a tile shares one or a few output rows, so the kernel-row skipping is
+  exact; least waste; small maps), and 64 x 64 / 128 x 64 *n-major* tiles with 32-wide slices
+  (``m = n * H + h``: a strip of one image, whose consecutive kernel rows re-read mostly the
+  same input rows, from L1; large maps). Counted in the sm_90 code, a 128 x 64 x 32 step
+  issues about 190 instructions per warp against 256 (TF32) or 128 (bf16) clocks of tensor
+  core work, so instruction issue caps it at about 68% / 47% of the tensor-core peak (16-wide
+  tiles: 17-28%). Three pipeline stages take 18-37 KB of shared memory in fp32.
 * ``triton_toeplitz`` (maps of at most :data:`TOEPLITZ_MAX_PIXELS` pixels). Per channel
   ``Y = X @ T`` with the images as M (16-64 per tile) and ``T`` the (HW x HW)
   Toeplitz-of-Toeplitz matrix, contracted over the input rows within reach of the output block
   only. When ``K >= 2R - 1`` every entry of ``T`` is a valid tap: nothing is wasted but the
   padding of M to 16 images, and each loaded input value serves 64-128 outputs (tiles up to
-  64 x 128 x 64, 48-147 KB of shared memory in fp32). At R = 32, K = 31, 57% of ``T`` is
-  non-zero; the pixel limit stops there, where the banded family takes over.
+  64 x 128 x 64, 48-147 KB of shared memory in fp32); generating ``T`` costs integer work
+  that caps a step at about 50% (TF32) / 30% (bf16) of the tensor-core peak by the same
+  count. At R = 32, K = 31, 57% of ``T`` is non-zero; the pixel limit stops there, where the
+  banded family takes over.
 * Input gradient: "same" padding with an odd kernel is self-adjoint up to flipping the kernel in
   both directions, so both families run their forward on ``grad_out`` with the flipped kernel.
 * Weight gradient (one kernel, shared by both families): per (channel, group of GROUP kernel
@@ -45,7 +50,10 @@ Where W is a multiple of 8 the input slices start 8-aligned, so rows load as 16-
   16-wide one needs (K = 19..33), else 16; SPAN (a power of two, >= 16) covers the band or the
   whole row, whichever is narrower: at K = 31, 64/31 multiply-adds per useful one in wide maps,
   16/16 at W = 16. Candidates: GROUP = 1 h-major (rows where the kernel row leaves the image
-  are skipped exactly) and GROUP = 2 or 4 n-major (input rows re-read from L1).
+  are skipped exactly) and GROUP = 2 or 4 n-major (input rows re-read from L1). Both operands
+  have the rows as contraction, which TF32 tensor cores only take after a transpose through
+  shared memory: a step issues ~1300-2000 instructions per warp, 10-16% of the TF32 peak by
+  the count above, the first place to tune once measured.
 
 Precision (decided once, in :func:`dot_precision`, at call time): fp32 inputs follow
 ``torch.backends.cudnn.allow_tf32`` like PyTorch's own fp32 convs. On, they run on TF32 tensor
@@ -90,17 +98,17 @@ TF32_PRODUCT_BOUND = 2.0**-9
 TARGET_PROGRAMS = 4 * 132
 
 #: Tiles used under the interpreter (and by tests that pin a configuration).
-INTERPRETER_CONFIGS = dict(banded_fwd=dict(BLOCK_M=16, BLOCK_W=16, H_MAJOR=True),
+INTERPRETER_CONFIGS = dict(banded_fwd=dict(BLOCK_M=16, BLOCK_W=16, BLOCK_K=16, H_MAJOR=True),
                            toeplitz_fwd=dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=16),
                            banded_wgrad=dict(BLOCK_M=16, GROUP=1, H_MAJOR=True))
 
 # Autotune candidates: (tile sizes, num_warps, num_stages). All are compiled for sm_90 by
 # tests/test_ops/test_triton_tc_compile.py.
 AUTOTUNE_CONFIGS = dict(
-    banded_fwd=[(dict(BLOCK_M=128, BLOCK_W=16, H_MAJOR=True), 4, 3),
-                (dict(BLOCK_M=64, BLOCK_W=32, H_MAJOR=True), 4, 3),
-                (dict(BLOCK_M=64, BLOCK_W=64, H_MAJOR=False), 4, 3),
-                (dict(BLOCK_M=128, BLOCK_W=64, H_MAJOR=False), 8, 3)],
+    banded_fwd=[(dict(BLOCK_M=128, BLOCK_W=16, BLOCK_K=16, H_MAJOR=True), 4, 3),
+                (dict(BLOCK_M=64, BLOCK_W=32, BLOCK_K=16, H_MAJOR=True), 4, 3),
+                (dict(BLOCK_M=64, BLOCK_W=64, BLOCK_K=32, H_MAJOR=False), 4, 3),
+                (dict(BLOCK_M=128, BLOCK_W=64, BLOCK_K=32, H_MAJOR=False), 8, 3)],
     toeplitz_fwd=[(dict(BLOCK_N=128, BLOCK_K=32), 4, 3), (dict(BLOCK_N=64, BLOCK_K=32), 4, 3),
                   (dict(BLOCK_N=128, BLOCK_K=64), 8, 3)],
     banded_wgrad=[(dict(BLOCK_M=64, GROUP=1, H_MAJOR=True), 4, 3),

@@ -25,18 +25,14 @@ import triton.language as tl
 
 _SIZES = ['N', 'C', 'H', 'W', 'N_BUCKET', 'H_BUCKET', 'W_BUCKET']
 
-#: Width of one contraction slice of the banded forward: the narrowest ``tl.dot`` operand.
-CHUNK = tl.constexpr(16)
-
-
 @triton.jit(do_not_specialize=_SIZES)
 def banded_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W, N_BUCKET, H_BUCKET, W_BUCKET,
                       K: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr,
                       UPCAST: tl.constexpr, ALIGN: tl.constexpr, BLOCK_M: tl.constexpr,
-                      BLOCK_W: tl.constexpr, H_MAJOR: tl.constexpr):
+                      BLOCK_W: tl.constexpr, BLOCK_K: tl.constexpr, H_MAJOR: tl.constexpr):
     """One (BLOCK_M folded rows) x (BLOCK_W output columns) tile of channel ``program_id(1)``:
     ``acc += X_i[:, band] @ T_i[band, :]`` over the kernel rows ``i`` the tile's rows reach and
-    the 16-wide slices of input columns inside both the image and the tile's band."""
+    the BLOCK_K-wide slices of input columns inside both the image and the tile's band."""
     P: tl.constexpr = K // 2
     W = W // ALIGN * ALIGN
     pid = tl.program_id(0)
@@ -67,8 +63,8 @@ def banded_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W, N_BUCKET, H_BUCKET
     # Slices start at the band's first column inside the image (rounded down to ALIGN) and stop
     # at its last one.
     col0 = tl.maximum(0, w0 - P) // ALIGN * ALIGN
-    num_chunks = tl.cdiv(tl.minimum(W, w0 + BLOCK_W + P) - col0, CHUNK)
-    chunk = tl.arange(0, CHUNK)
+    num_chunks = tl.cdiv(tl.minimum(W, w0 + BLOCK_W + P) - col0, BLOCK_K)
+    chunk = tl.arange(0, BLOCK_K)
 
     acc = tl.zeros((BLOCK_M, BLOCK_W), dtype=tl.float32)
     # One flat loop over (kernel row, slice), so the software pipeline spans the whole
@@ -76,7 +72,7 @@ def banded_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W, N_BUCKET, H_BUCKET
     for step in range((i_hi - i_lo) * num_chunks):
         i = i_lo + step // num_chunks
         in_h = h + (i - P)
-        in_cols = col0 + (step % num_chunks) * CHUNK + chunk
+        in_cols = col0 + (step % num_chunks) * BLOCK_K + chunk
         a = tl.load(x_ptr + (plane + in_h * W)[:, None] + in_cols[None, :],
                     mask=(row_ok & (in_h >= 0) & (in_h < H))[:, None] & (in_cols < W)[None, :],
                     other=0.0)
