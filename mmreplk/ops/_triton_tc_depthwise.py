@@ -67,9 +67,10 @@ tensor cores. Every kernel accumulates in fp32.
 Expected on one H100 (estimates from the counts above; **no GPU has measured these kernels**),
 for the paper's Table 1 stack (24 layers, (64, 384, R, R), K = 31): forward R = 16 0.5-1 ms in
 TF32 (toeplitz, 77 GFLOP of valid taps), 2-4 ms fp32-accurate; R = 64 40-70 ms in TF32
-(banded: 6-13 TFLOP of tensor-core work, by tile, for 3.6 TFLOP of valid taps); forward + backward
-R = 32 30-55 ms in TF32, the weight gradient the largest part; bf16 1.5-2x faster than TF32.
-The GPU benchmark decides; ``auto`` keeps the fastest path per pass.
+(banded: 6-13 TFLOP of tensor-core work, by tile, for 3.6 TFLOP of valid taps); forward +
+backward R = 32 25-45 ms in TF32, the weight gradient the largest part. bf16 halves the traffic
+but not the issued instructions: 1.1-1.5x faster than TF32. The GPU benchmark decides; ``auto``
+keeps the fastest path per pass.
 
 Autotuning: 3-4 candidates per kernel, keyed on K, the dot precision, the dtypes, the width's
 alignment and the powers of two of N, H and W, so new sizes inside a bucket neither tune nor
