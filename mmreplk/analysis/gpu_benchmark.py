@@ -255,26 +255,44 @@ def benchmark_inference(report: MarkdownReport, device: torch.device, arch: str 
 def benchmark_table1(report: MarkdownReport, device: torch.device, cells: Sequence[Cell],
                      precisions: Sequence[str], batch_size: int, channels: int, depth: int,
                      budget_s: float) -> None:
-    """The ``table1`` section: every path on each cell, per precision."""
+    """The ``table1`` section: every path on each cell, per precision; on a GPU also the first
+    cell in fp32 with TF32 off (``torch.backends.cudnn.allow_tf32 = False``: fp32-accurate)."""
     impls = [name for name in implementations()[1:] if name != 'cpu' or device.type == 'cpu']
     impls.append('auto')
     peak = fp32_peak_tflops(device)
-    for precision in precisions:
+    runs = [(precision, cells, True) for precision in precisions]
+    if device.type == 'cuda' and 'fp32' in precisions:
+        runs.append(('fp32', cells[:1], False))
+    for precision, run_cells, tf32 in runs:
         runnable = [impl for impl in impls if impl == 'auto' or get_dispatcher().backend(
             impl).unsupported('forward', device, DTYPES[precision], 31,
                               (batch_size, channels, 16, 16)) is None]
-        report.write(f'\n### {depth} stacked depth-wise layers, ({batch_size}, {channels}, R, R), '
-                     f'{precision}\n')
-        report.write('ms per pass; TF/s counts the valid taps only'
-                     + (f', % of the {peak} TFLOP/s FP32 peak' if peak else '')
-                     + '; speed-up over nchw; (...) what auto ran per pass\n')
-        results = benchmark_depthwise(batch_size=batch_size, channels=channels, depth=depth,
-                                      impls=runnable, device=device, dtype=DTYPES[precision],
-                                      cells=cells, budget_s=budget_s,
-                                      on_result=lambda t: report.write(
-                                          f'<!-- {t.mode} R={t.resolution} K={t.kernel_size} '
-                                          f'{t.impl}: {t.ms:.2f} ms ({t.resolved}) -->'))
-        report.write('\n' + format_table(results, peak_tflops=peak))
+        previous = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = tf32 and previous
+        try:
+            _table1_precision(report, device, run_cells, precision, runnable, batch_size,
+                              channels, depth, budget_s, peak)
+        finally:
+            torch.backends.cudnn.allow_tf32 = previous
+
+
+def _table1_precision(report: MarkdownReport, device: torch.device, cells: Sequence[Cell],
+                      precision: str, impls: Sequence[str], batch_size: int, channels: int,
+                      depth: int, budget_s: float, peak: float | None) -> None:
+    tf32 = ('' if precision != 'fp32' or device.type != 'cuda' else
+            ', TF32 on' if torch.backends.cudnn.allow_tf32 else ', TF32 off (fp32-accurate)')
+    report.write(f'\n### {depth} stacked depth-wise layers, ({batch_size}, {channels}, R, R), '
+                 f'{precision}{tf32}\n')
+    report.write('ms per pass; TF/s counts the valid taps only'
+                 + (f', % of the {peak} TFLOP/s FP32 peak' if peak else '')
+                 + '; speed-up over nchw; (...) what auto ran per pass\n')
+    results = benchmark_depthwise(batch_size=batch_size, channels=channels, depth=depth,
+                                  impls=impls, device=device, dtype=DTYPES[precision],
+                                  cells=cells, budget_s=budget_s,
+                                  on_result=lambda t: report.write(
+                                      f'<!-- {t.mode} R={t.resolution} K={t.kernel_size} '
+                                      f'{t.impl}: {t.ms:.2f} ms ({t.resolved}) -->'))
+    report.write('\n' + format_table(results, peak_tflops=peak))
 
 
 def run_gpu_benchmark(report: MarkdownReport,

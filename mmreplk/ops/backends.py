@@ -241,3 +241,51 @@ class TritonBackend(TritonKernelBackend):
         with self._on_device(x):
             return self.kernels().conv_weight_grad(x.contiguous(), grad_out.contiguous(),
                                                    kernel_size)
+
+
+class TritonFamilyBackend(TritonKernelBackend):
+    """A tensor-core kernel family of :mod:`mmreplk.ops._triton_tc_depthwise`, by name."""
+
+    module = '_triton_tc_depthwise'
+
+    def family(self):
+        """The :class:`~mmreplk.ops._triton_tc_depthwise.TritonKernelFamily` run."""
+        return next(f for f in self.kernels().FAMILIES if f.name == self.name)
+
+    def unsupported(self, pass_name, device, dtype, kernel_size, shape):
+        why = super().unsupported(pass_name, device, dtype, kernel_size, shape)
+        if why is None and not self.family().supports(tuple(shape), kernel_size, dtype):
+            why = f'{self.name} does not cover a {tuple(shape)} {dtype} input with K={kernel_size}'
+        return why
+
+    def auto_skip(self, pass_name, device, dtype, kernel_size, shape):
+        why = super().auto_skip(pass_name, device, dtype, kernel_size, shape)
+        if why is None and pass_name == 'weight_grad':
+            first = next(f for f in self.kernels().FAMILIES
+                         if f.weight_grad is self.family().weight_grad)
+            if first.name != self.name:
+                why = f'its weight gradient is the kernel of {first.name}'
+        return why
+
+    def forward(self, x, weight, bias):
+        with self._on_device(x):
+            return self.family().forward(x.contiguous(), weight.contiguous(),
+                                         None if bias is None else bias.contiguous())
+
+    def input_grad(self, grad_out, weight):
+        with self._on_device(grad_out):
+            return self.family().input_grad(grad_out.contiguous(), weight.contiguous())
+
+    def weight_grad(self, x, grad_out, kernel_size):
+        with self._on_device(x):
+            return self.family().weight_grad(x.contiguous(), grad_out.contiguous(), kernel_size)
+
+
+@_register('triton_banded')
+class TritonBandedBackend(TritonFamilyBackend):
+    """Banded implicit GEMM on tensor cores: (image, output row) folded into M."""
+
+
+@_register('triton_toeplitz')
+class TritonToeplitzBackend(TritonFamilyBackend):
+    """Dense Toeplitz product on tensor cores, for maps small enough that every tap counts."""

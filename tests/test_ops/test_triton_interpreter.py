@@ -53,9 +53,16 @@ def _run_worker(cases):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+# Each tensor-core family through the registered op and its autograd formula (their kernels'
+# own exactness suite is test_triton_tc_interpreter.py).
+OP_CASES = [dict(name=f'{impl}-{dtype}-2x3x9x11x7', shape=(2, 3, 9, 11, 7), dtype=dtype,
+                 bias=True, impl=impl)
+            for impl in ('triton_banded', 'triton_toeplitz') for dtype in ('fp32', 'bf16')]
+
+
 @pytest.fixture(scope='module')
 def small_results():
-    return _run_worker(_cases(SMALL_SHAPES))
+    return _run_worker(_cases(SMALL_SHAPES) + OP_CASES)
 
 
 @pytest.fixture(scope='module')
@@ -74,6 +81,13 @@ def _check(errors, dtype):
 def test_triton_matches_conv2d_interpreted(small_results, case):
     errors = small_results[case['name']]
     assert set(errors) == {'out', 'grad_x', 'grad_w'} | ({'grad_b'} if case['bias'] else set())
+    _check(errors, case['dtype'])
+
+
+@pytest.mark.parametrize('case', OP_CASES, ids=lambda case: case['name'])
+def test_tensor_core_families_through_the_op(small_results, case):
+    errors = small_results[case['name']]
+    assert set(errors) == {'out', 'grad_x', 'grad_w', 'grad_b'}
     _check(errors, case['dtype'])
 
 

@@ -26,8 +26,9 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 
 def run_case(case: dict) -> dict:
-    """Errors of the forward and all gradients: through the autograd op, or (``all_configs``) of
-    the raw kernels under every tile configuration the GPU autotuner may pick."""
+    """Errors of the forward and all gradients: through the autograd op with ``impl`` (default
+    'triton'), or (``all_configs``) of the raw kernels under every tile configuration the GPU
+    autotuner may pick."""
     torch.manual_seed(case.get('seed', 0))
     dtype = DTYPES[case['dtype']]
     n, c, h, w, k = case['shape']
@@ -61,7 +62,7 @@ def run_case(case: dict) -> dict:
 
     leaves = [t.clone().requires_grad_() for t in (x, weight)]
     leaf_bias = bias.clone().requires_grad_() if bias is not None else None
-    out = depthwise_conv2d(*leaves, leaf_bias, impl='triton')
+    out = depthwise_conv2d(*leaves, leaf_bias, impl=case.get('impl', 'triton'))
     out.backward(grad_out)
     outputs = dict(out=out, grad_x=leaves[0].grad, grad_w=leaves[1].grad)
     if leaf_bias is not None:
