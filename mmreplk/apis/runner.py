@@ -22,7 +22,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmreplk.datasets.layout import check_dataset_layout
-from .errors import ToolError
+from mmreplk.utils import ToolError
 
 _SYNC_NORMS = ('SyncBN', 'MMSyncBN')
 
