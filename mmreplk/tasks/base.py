@@ -195,6 +195,24 @@ class TaskAdapter:
             tuple[torch.Tensor, list]: Normalized inputs (N, 3, H', W') on the model's device
             and their data samples.
         """
+        height, width = image.shape[:2]
+        meta = dict(ori_shape=(height, width), img_shape=(height, width),
+                    pad_shape=(height, width))
+        samples = [self.data_sample(meta) for _ in range(batch_size)]
+        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        data = model.data_preprocessor(dict(inputs=[tensor] * batch_size, data_samples=samples),
+                                       False)
+        return data['inputs'], data['data_samples']
+
+    def data_sample(self, meta: dict) -> object:
+        """The task's data sample for an unlabelled, unresized image.
+
+        Args:
+            meta (dict): ``ori_shape``, ``img_shape`` and ``pad_shape``.
+
+        Returns:
+            object: E.g. an mmseg ``SegDataSample``.
+        """
         raise self._unsupported('a synthetic batch')
 
     def comparable_outputs(self, model: nn.Module, inputs: torch.Tensor,

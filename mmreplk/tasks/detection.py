@@ -46,17 +46,9 @@ class DetectionTask(TaskAdapter):
                         score_thr: float = 0.3) -> DetPredictor:
         return DetPredictor(cfg, checkpoint, device, score_thr=score_thr)
 
-    def prepare_batch(self, model: nn.Module, image: np.ndarray,
-                      batch_size: int = 1) -> tuple[torch.Tensor, list]:
+    def data_sample(self, meta: dict) -> object:
         from mmdet.structures import DetDataSample
-        height, width = image.shape[:2]
-        meta = dict(ori_shape=(height, width), img_shape=(height, width),
-                    pad_shape=(height, width), scale_factor=(1., 1.))
-        samples = [DetDataSample(metainfo=meta) for _ in range(batch_size)]
-        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        data = model.data_preprocessor(dict(inputs=[tensor] * batch_size, data_samples=samples),
-                                       False)
-        return data['inputs'], data['data_samples']
+        return DetDataSample(metainfo=dict(meta, scale_factor=(1., 1.)))
 
     def comparable_outputs(self, model: nn.Module, inputs: torch.Tensor,
                            data_samples: list) -> list[torch.Tensor]:

@@ -33,17 +33,9 @@ class SegmentationTask(TaskAdapter):
     def build_predictor(self, cfg: Config, checkpoint: str, device: str) -> SegPredictor:
         return SegPredictor(cfg, checkpoint, device)
 
-    def prepare_batch(self, model: nn.Module, image: np.ndarray,
-                      batch_size: int = 1) -> tuple[torch.Tensor, list]:
+    def data_sample(self, meta: dict) -> object:
         from mmseg.structures import SegDataSample
-        height, width = image.shape[:2]
-        meta = dict(ori_shape=(height, width), img_shape=(height, width),
-                    pad_shape=(height, width))
-        samples = [SegDataSample(metainfo=meta) for _ in range(batch_size)]
-        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        data = model.data_preprocessor(dict(inputs=[tensor] * batch_size, data_samples=samples),
-                                       False)
-        return data['inputs'], data['data_samples']
+        return SegDataSample(metainfo=meta)
 
     def comparable_outputs(self, model: nn.Module, inputs: torch.Tensor,
                            data_samples: list) -> list[torch.Tensor]:
