@@ -16,8 +16,7 @@ import torch
 
 from mmreplk.analysis import (BACKBONE_FORMS, benchmark_backbone, benchmark_model,
                               build_backbone_forms, default_device, profile_forward)
-from mmreplk.apis.config import ToolError, load_config
-from mmreplk.deployment.cli import add_config_args, run_tool
+from mmreplk.apis import ToolError, add_config_args, exit_on_user_error, load_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,9 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    if args.backbone:
-        return run_tool(lambda: _backbone(args), 'benchmark')
-    return run_tool(lambda: _model(args), 'benchmark')
+    with exit_on_user_error():
+        return _backbone(args) if args.backbone else _model(args)
 
 
 def _backbone(args: argparse.Namespace) -> int:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mmreplk.apis import add_trust_arg, checkpoint_trust, exit_on_user_error
 from mmreplk.deployment import convert_checkpoint
-from mmreplk.apis import add_trust_arg, checkpoint_trust
-from mmreplk.deployment.cli import run_tool
+from mmreplk.models import RepLKNet
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -24,8 +24,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         'mmpretrain layout), dropping the classifier and reporting dropped/missing keys.')
     parser.add_argument('src', help='released, mmpretrain or downstream checkpoint')
     parser.add_argument('dst', help='output file')
-    parser.add_argument('--arch', help='check the weights against this arch (31B, 31L, XL); '
-                        'default: the structure read off the file')
+    parser.add_argument('--arch', choices=list(RepLKNet.arch_settings),
+                        help='check the weights against this arch; default: the structure read '
+                        'off the file')
     parser.add_argument('--safetensors', action='store_true',
                         help='write safetensors instead of a torch pickle')
     add_trust_arg(parser)
@@ -34,15 +35,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-
-    def work() -> int:
-        with checkpoint_trust(args):
-            report = convert_checkpoint(args.src, args.dst, arch=args.arch,
-                                        safetensors=args.safetensors)
-        print(report.summary())
-        return 0
-
-    return run_tool(work, 'convert_checkpoint')
+    with exit_on_user_error(), checkpoint_trust(args):
+        report = convert_checkpoint(args.src, args.dst, arch=args.arch,
+                                    safetensors=args.safetensors)
+    print(report.summary())
+    return 0
 
 
 if __name__ == '__main__':

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command 1: the offline segmentation demo, end to end on CPU in a few minutes.
-#   1. set up .venv (tools/setup_env.sh), 2. generate the demo dataset (data/demo_ade),
-#   3. train configs/demo/upernet_replknet_tiny_demo.py, 4. evaluate mIoU (tools/test.py),
+#   1. set up .venv (tools/setup_env.sh), 2. generate the demo dataset in data/demo_ade
+#   (tools/generate_demo_data.py), 3. train configs/demo/upernet_replknet_tiny_demo.py,
+#   4. evaluate mIoU (tools/test.py),
 #   5. run tools/infer.py on the validation images, 6. print a summary.
 # Re-running regenerates the data and replaces the previous outputs.
 set -euo pipefail
@@ -19,8 +20,7 @@ WORK=work_dirs/demo_seg
 INFER=outputs/demo_seg_infer
 
 echo "[demo] 1/4 generating the demo dataset in $DATA"
-# -W: runpy warns that the package __init__ already imported the module it runs; harmless.
-"$PY" -W ignore::RuntimeWarning -m mmreplk.datasets.demo "$DATA"
+"$PY" tools/generate_demo_data.py ade20k "$DATA"
 rm -rf "$WORK" "$INFER"
 mkdir -p "$WORK"
 

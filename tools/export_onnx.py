@@ -12,11 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mmreplk.apis.config import load_config
-from mmreplk.deployment import export_onnx
-from mmreplk.apis import checkpoint_trust
-from mmreplk.deployment.cli import add_config_args, run_tool
-from mmreplk.deployment.onnx_export import DEFAULT_RTOL
+from mmreplk.apis import add_config_args, checkpoint_trust, exit_on_user_error, load_config
+from mmreplk.deployment import DEFAULT_RTOL, export_onnx
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,19 +35,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-
-    def work() -> int:
-        cfg = load_config(args.config, args.cfg_options)
-        with checkpoint_trust(args):
-            result = export_onnx(cfg, args.checkpoint, args.out, shape=args.shape,
-                                 opset=args.opset, check=not args.no_check, rtol=args.rtol)
-        print(f'wrote {result.path} (input {result.input_shape}, batch dynamic)')
-        if result.max_abs_diff is not None:
-            print(f'onnxruntime vs PyTorch: max |diff| = {result.max_abs_diff:.3e}, max |output| '
-                  f'= {result.max_abs_output:.3e} (tolerance {result.rtol:g} x max |output|)')
-        return 0
-
-    return run_tool(work, 'export_onnx')
+    with exit_on_user_error(), checkpoint_trust(args):
+        result = export_onnx(load_config(args.config, args.cfg_options), args.checkpoint,
+                             args.out, shape=args.shape, opset=args.opset,
+                             check=not args.no_check, rtol=args.rtol)
+    print(f'wrote {result.path} (input {result.input_shape}, batch dynamic)')
+    if result.max_abs_diff is not None:
+        print(f'onnxruntime vs PyTorch: max |diff| = {result.max_abs_diff:.3e}, max |output| '
+              f'= {result.max_abs_output:.3e} (tolerance {result.rtol:g} x max |output|)')
+    return 0
 
 
 if __name__ == '__main__':

@@ -10,9 +10,10 @@ Example:
 from __future__ import annotations
 
 import argparse
+import sys
 
-from mmreplk.apis import add_trust_arg, checkpoint_trust, exit_on_user_error, infer_folder
-from mmreplk.apis.inference import MAX_IMAGE_PIXELS
+from mmreplk.apis import (MAX_IMAGE_PIXELS, add_trust_arg, checkpoint_trust, exit_on_user_error,
+                          infer_folder)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,15 +33,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Task-specific flags reach the task's predictor only when given.
+    options = {} if args.score_thr is None else dict(score_thr=args.score_thr)
     with exit_on_user_error(), checkpoint_trust(args):
         # infer_folder logs the summary line itself.
-        options = {} if args.score_thr is None else dict(score_thr=args.score_thr)
         infer_folder(args.config, args.checkpoint, args.input_dir, args.out_dir,
                      device=args.device, batch_size=args.batch_size, max_pixels=args.max_pixels,
                      predictor_options=options)
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mmreplk.apis.config import load_config
-from mmreplk.deployment import reparameterize_checkpoint, synthetic_image
-from mmreplk.apis import checkpoint_trust
-from mmreplk.deployment.cli import add_config_args, run_tool
+from mmreplk.apis import (ToolError, add_config_args, checkpoint_trust, exit_on_user_error,
+                          load_config)
+from mmreplk.deployment import reparameterize_checkpoint
+from mmreplk.tasks import synthetic_image
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,25 +36,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-
-    def work() -> int:
-        cfg = load_config(args.config, args.cfg_options)
-        image = None if args.verify is None else (args.verify or synthetic_image())
-        with checkpoint_trust(args):
-            result = reparameterize_checkpoint(cfg, args.checkpoint, args.out, verify_image=image)
-        print(f'wrote {result.out} ({result.num_tensors_before} -> {result.num_tensors} tensors); '
-              'load it with --cfg-options model.backbone.deploy=True')
-        if result.max_abs_diff is None:
-            return 0
-        print(f'verify: max |deploy - train| = {result.max_abs_diff:.3e}, max |train| = '
-              f'{result.max_abs_output:.3e}, relative {result.relative_diff:.2e} '
-              f'(tolerance {args.tolerance:g})')
-        if result.relative_diff > args.tolerance:
-            raise ValueError('the deploy form does not reproduce the training form; check that '
-                             'the config matches the checkpoint (norm_cfg, arch)')
-        return 0
-
-    return run_tool(work, 'reparameterize')
+    image = None if args.verify is None else (args.verify or synthetic_image())
+    with exit_on_user_error(), checkpoint_trust(args):
+        result = reparameterize_checkpoint(load_config(args.config, args.cfg_options),
+                                           args.checkpoint, args.out, verify_image=image)
+        print(f'wrote {result.out} ({result.num_tensors_before} -> {result.num_tensors} '
+              'tensors); load it with --cfg-options model.backbone.deploy=True')
+        if result.max_abs_diff is not None:
+            print(f'verify: max |deploy - train| = {result.max_abs_diff:.3e}, max |train| = '
+                  f'{result.max_abs_output:.3e}, relative {result.relative_diff:.2e} '
+                  f'(tolerance {args.tolerance:g})')
+            if result.relative_diff > args.tolerance:
+                raise ToolError('the deploy form does not reproduce the training form; check '
+                                'that the config matches the checkpoint (norm_cfg, arch)')
+    return 0
 
 
 if __name__ == '__main__':

@@ -7,6 +7,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import sys
 
 from mmreplk.apis import (add_runner_args, checkpoint_trust, exit_on_user_error, load_config,
                           merge_train_args, parse_runner_args, train)
@@ -23,11 +24,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parse_runner_args(parser, argv)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with exit_on_user_error(), checkpoint_trust(args):
         train(merge_train_args(load_config(args.config, args.cfg_options), args))
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -16,9 +16,9 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
-from mmreplk.deployment.model_io import build_model, model_scope, prepare_batch, synthetic_image
 from mmreplk.models import RepLKNet, reparameterize
 from mmreplk.ops import set_depthwise_impl
+from mmreplk.tasks import synthetic_image, task_adapter
 from mmreplk.utils.timing import time_round_robin
 
 #: Backbone forms of :func:`benchmark_backbone`: name -> (re-parameterized, depth-wise impl).
@@ -90,12 +90,12 @@ def benchmark_model(config: str | os.PathLike | Config,
         list[Timing]: 'train' and, with ``deploy``, 'deploy'.
     """
     cfg = config if isinstance(config, Config) else Config.fromfile(os.fspath(config))
-    scope = model_scope(cfg)
+    task = task_adapter(cfg)
     device = torch.device(device) if device is not None else default_device()
-    models = {'train': build_model(cfg, device=device)}
+    models = {'train': task.build_model(cfg, device=device)}
     if deploy:
         models['deploy'] = reparameterize(copy.deepcopy(models['train']))
-    inputs, samples = prepare_batch(models['train'], scope, synthetic_image(shape), batch_size)
+    inputs, samples = task.prepare_batch(models['train'], synthetic_image(shape), batch_size)
 
     def predictor(model: nn.Module) -> Callable[[], object]:
         def work() -> object:

@@ -21,9 +21,8 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 from torch import nn
 
-from mmreplk.apis.inference import ImageReadError, read_image
-from mmreplk.deployment.model_io import build_model
-from mmreplk.utils import load_checkpoint_file, unwrap_state_dict
+from mmreplk.tasks import ImageReadError, build_model, input_normalization, read_image
+from mmreplk.utils import ToolError, load_weights, read_state_dict
 
 #: Thresholds of the paper's high-contribution area ratio table.
 THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
@@ -129,33 +128,21 @@ def save_erf_heatmap(normalized: np.ndarray, path: str | os.PathLike,
 
 
 def load_backbone_checkpoint(backbone: nn.Module, checkpoint: str | os.PathLike) -> None:
-    """Loads a segmentor checkpoint's backbone part, or a bare backbone file, into ``backbone``.
+    """Loads a whole-model checkpoint's backbone part, or a bare backbone file, into ``backbone``.
 
-    Every backbone parameter must be present; extra keys (heads, a classifier) are ignored.
+    Every backbone weight must be present (``'complete'`` mode of
+    :func:`~mmreplk.utils.load_weights`); extra keys (heads, a classifier) are ignored.
 
     Args:
         backbone (nn.Module): Any backbone.
-        checkpoint (str | os.PathLike): Segmentor checkpoint (``backbone.*`` keys) or a backbone
-            state dict, read under the package's trust policy.
+        checkpoint (str | os.PathLike): Whole-model checkpoint (``backbone.*`` keys) or a
+            backbone state dict, read under the package's trust policy.
     """
-    state_dict = unwrap_state_dict(load_checkpoint_file(checkpoint))
-    state_dict = {key.removeprefix('module.'): value for key, value in state_dict.items()}
+    state_dict, _ = read_state_dict(checkpoint)
     if any(key.startswith('backbone.') for key in state_dict):
-        state_dict = {key[len('backbone.'):]: value for key, value in state_dict.items()
+        state_dict = {key.removeprefix('backbone.'): value for key, value in state_dict.items()
                       if key.startswith('backbone.')}
-    own = backbone.state_dict()
-    missing = [key for key in own if key not in state_dict]
-    if missing:
-        raise ValueError(f'{checkpoint} lacks {len(missing)} weights of the '
-                         f'{type(backbone).__name__} backbone (e.g. {", ".join(missing[:3])}); '
-                         'pass the checkpoint that belongs to this config')
-    backbone.load_state_dict({key: state_dict[key] for key in own}, strict=True)
-
-
-def _normalizer(preprocessor: nn.Module) -> tuple[bool, torch.Tensor | None, torch.Tensor | None]:
-    enabled = bool(getattr(preprocessor, '_enable_normalize', False))
-    return (bool(getattr(preprocessor, 'channel_conversion', False)),
-            preprocessor.mean if enabled else None, preprocessor.std if enabled else None)
+    load_weights(backbone, state_dict, 'complete', os.fspath(checkpoint))
 
 
 def contribution_map(backbone: nn.Module, image: torch.Tensor) -> np.ndarray:
@@ -210,7 +197,7 @@ def compute_erf(config: str | os.PathLike | Config,
     backbone = model.backbone
     if checkpoint is not None:
         load_backbone_checkpoint(backbone, checkpoint)
-    bgr_to_rgb, mean, std = _normalizer(model.data_preprocessor)
+    bgr_to_rgb, mean, std = input_normalization(model.data_preprocessor)
     height, width = input_size
 
     total = np.zeros((height, width))
@@ -238,7 +225,7 @@ def compute_erf(config: str | os.PathLike | Config,
     for item in skipped:
         logger.warning(f'ERF: skipped {item}')
     if used == 0:
-        raise ValueError(f'no usable image in {image_dir}')
+        raise ToolError(f'no usable image in {image_dir}')
     if used < num_images:
         logger.warning(f'ERF: averaged {used} images, fewer than the {num_images} asked for')
     return ERFResult(total / used, used, skipped)

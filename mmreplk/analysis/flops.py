@@ -7,7 +7,8 @@ upsampling 4 per output element, adaptive average pooling 1 per input element; a
 residual additions and RoIAlign count 0. This is the convention behind the FLOPs the RepLKNet
 paper reports (mmcv's counter, also multiply-adds), up to those small per-element terms.
 
-What runs is the inference path the paper measured:
+What runs is the inference path the paper measured, as the config's task adapter defines it
+(:meth:`~mmreplk.tasks.TaskAdapter.inference_path`):
 
 * segmentors: backbone, neck and decode head on one image (the auxiliary head is a training
   loss; it is excluded from FLOPs and from ``params``, and listed separately);
@@ -25,15 +26,13 @@ from collections.abc import Sequence
 import torch
 from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config
-from torch import nn
 
-from mmreplk.deployment.model_io import build_model, model_scope
 from mmreplk.models import reparameterize
+from mmreplk.tasks import task_adapter
+from mmreplk.tasks.detection import NUM_MASK_ROIS, NUM_PROPOSALS, fixed_proposals
 
-#: Proposals every box-head stage of a two-stage detector is counted on.
-NUM_PROPOSALS = 1000
-#: Proposals every mask-head stage is counted on.
-NUM_MASK_ROIS = 100
+__all__ = ['NUM_MASK_ROIS', 'NUM_PROPOSALS', 'Complexity', 'fixed_proposals',
+           'get_model_complexity']
 
 
 @dataclasses.dataclass
@@ -69,64 +68,6 @@ class Complexity:
         return '\n'.join(f'{a:<{width}}  {b:>10}  {c:>10}' for a, b, c in rows)
 
 
-class _SegmentorInferencePath(nn.Module):
-    """``extract_feat`` then the decode head, called as a module so its own ops are attributed
-    to it (``EncoderDecoder`` calls ``decode_head.forward`` directly, which hides them)."""
-
-    def __init__(self, segmentor: nn.Module) -> None:
-        super().__init__()
-        self.segmentor = segmentor
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.segmentor.decode_head(self.segmentor.extract_feat(image))
-
-
-class _DetectorInferencePath(nn.Module):
-    """Backbone, neck, RPN head and RoI heads of a two-stage detector on fixed proposals."""
-
-    def __init__(self, detector: nn.Module, proposals: torch.Tensor) -> None:
-        super().__init__()
-        self.detector = detector
-        self.register_buffer('proposals', proposals)
-
-    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
-        from mmdet.structures.bbox import bbox2roi
-        detector = self.detector
-        feats = detector.extract_feat(image)
-        # Every head output is returned: the tracer drops ops whose results go unused.
-        cls_scores, bbox_preds = detector.rpn_head(feats)
-        outs = [*cls_scores, *bbox_preds]
-        roi_head = detector.roi_head
-        rois = bbox2roi([self.proposals])
-        cascade = hasattr(roi_head, 'num_stages')
-        for stage in range(roi_head.num_stages if cascade else 1):
-            args = (stage, feats) if cascade else (feats,)
-            if roi_head.with_bbox:
-                results = roi_head._bbox_forward(*args, rois)
-                outs += [results['cls_score'], results['bbox_pred']]
-            if roi_head.with_mask:
-                outs.append(roi_head._mask_forward(*args, rois[:NUM_MASK_ROIS])['mask_preds'])
-        return outs
-
-
-def fixed_proposals(shape: Sequence[int], num: int = NUM_PROPOSALS, seed: int = 0) -> torch.Tensor:
-    """Reproducible boxes inside an image, for counting RoI-head FLOPs.
-
-    Args:
-        shape (Sequence[int]): Image (H, W).
-        num (int): Number of boxes. Defaults to :data:`NUM_PROPOSALS`.
-        seed (int): Random seed. Defaults to 0.
-
-    Returns:
-        torch.Tensor: Boxes (num, 4) as (x1, y1, x2, y2).
-    """
-    height, width = shape
-    generator = torch.Generator().manual_seed(seed)
-    xy = torch.rand(num, 2, generator=generator) * torch.tensor([width, height]) * 0.75
-    size = 16 + torch.rand(num, 2, generator=generator) * torch.tensor([width, height]) * 0.25
-    return torch.cat([xy, xy + size], dim=1)
-
-
 def get_model_complexity(config: str | os.PathLike | Config,
                          shape: Sequence[int] = (512, 512),
                          deploy: bool = False,
@@ -144,22 +85,14 @@ def get_model_complexity(config: str | os.PathLike | Config,
         Complexity: Totals and a per-component breakdown.
     """
     cfg = config if isinstance(config, Config) else Config.fromfile(os.fspath(config))
-    scope = model_scope(cfg)
-    model = build_model(cfg, device=device)
+    task = task_adapter(cfg)
+    model = task.build_model(cfg, device=device)
     if deploy:
         reparameterize(model)
     height, width = shape
     image = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
     image = image.to(device)
-    if scope == 'mmseg':
-        traced, prefix = _SegmentorInferencePath(model), 'segmentor.'
-        excluded = ('auxiliary_head',) if getattr(model, 'auxiliary_head', None) else ()
-    elif hasattr(model, 'roi_head'):
-        traced = _DetectorInferencePath(model, fixed_proposals(shape).to(device))
-        prefix, excluded = 'detector.', ()
-    else:
-        raise ValueError(f'FLOPs of {type(model).__name__} are not supported: only segmentors '
-                         'and two-stage detectors have a defined inference path here')
+    traced, prefix, excluded = task.inference_path(model, shape)
 
     analyzer = FlopAnalyzer(traced, (image,))
     analyzer.unsupported_ops_warnings(False)

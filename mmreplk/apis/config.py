@@ -1,89 +1,20 @@
-"""Command-line arguments shared by the tools, and the pure functions that apply them to a config.
+"""Loading a config and applying the runner tools' arguments to it.
 
-Each tool builds its parser from :func:`add_runner_args` plus its own flags, loads the config with
-:func:`load_config`, and turns its arguments into config edits with one ``merge_*_args`` function;
-those functions only edit the config (no I/O), so tests call them directly.
+A tool loads its config with :func:`load_config` (``--cfg-options`` applied) and turns its
+arguments into config edits with one ``merge_*_args`` function; those functions only edit the
+config (no I/O), so tests call them directly. The flags themselves are declared in
+:mod:`mmreplk.apis.cli`.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import os.path as osp
-from collections.abc import Callable
 
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import Config, ConfigDict
 
-from mmreplk.utils.checkpoint import trusted_checkpoints
-from .errors import ToolError
-
-LAUNCHERS = ('none', 'pytorch', 'slurm')
-
-
-def add_runner_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Adds the flags every runner-based tool shares: work dir, config overrides, launcher.
-
-    Args:
-        parser (argparse.ArgumentParser): The tool's parser (with its positional arguments).
-
-    Returns:
-        argparse.ArgumentParser: ``parser`` itself.
-    """
-    parser.add_argument('--work-dir', help='folder for logs and checkpoints '
-                        '(default: ./work_dirs/<config name>)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
-                        help='override config entries, e.g. '
-                        'model.backbone.init_cfg.checkpoint=weights/RepLKNet-31B_ImageNet-1K_224.pth '
-                        'train_dataloader.batch_size=4 (lists: key="[a,b]", no spaces)')
-    parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
-                        help='job launcher for multi-process runs (tools/dist_train.sh uses pytorch)')
-    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK instead.
-    parser.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
-    return add_trust_arg(parser)
-
-
-def add_trust_arg(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Adds ``--trust-checkpoint``, the opt-in named by :class:`UntrustedCheckpointError`.
-
-    Args:
-        parser (argparse.ArgumentParser): The tool's parser.
-
-    Returns:
-        argparse.ArgumentParser: ``parser`` itself.
-    """
-    parser.add_argument('--trust-checkpoint', action='store_true',
-                        help='load checkpoints that need full unpickling; that runs any code '
-                        'they contain, so only for files whose origin you trust')
-    return parser
-
-
-def checkpoint_trust(args: argparse.Namespace) -> contextlib.AbstractContextManager:
-    """The context a tool loads checkpoints in: all trusted with ``--trust-checkpoint``.
-
-    Args:
-        args (argparse.Namespace): Parsed arguments of a parser given :func:`add_trust_arg`.
-
-    Returns:
-        contextlib.AbstractContextManager: :func:`~mmreplk.utils.trusted_checkpoints` or a
-        no-op context.
-    """
-    return trusted_checkpoints() if args.trust_checkpoint else contextlib.nullcontext()
-
-
-def parse_runner_args(parser: argparse.ArgumentParser,
-                      argv: list[str] | None = None) -> argparse.Namespace:
-    """Parses arguments and exports ``LOCAL_RANK`` for launchers that pass it as a flag.
-
-    Args:
-        parser (argparse.ArgumentParser): Parser built with :func:`add_runner_args`.
-        argv (list[str], optional): Arguments; defaults to ``sys.argv[1:]``.
-
-    Returns:
-        argparse.Namespace: Parsed arguments.
-    """
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+from mmreplk.tasks import task_adapter
+from mmreplk.utils import ToolError
 
 
 def load_config(path: str | os.PathLike, cfg_options: dict | None = None) -> Config:
@@ -147,63 +78,12 @@ def merge_train_args(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg
 
 
-def _test_options(scope: str | None, flag: str) -> Callable:
-    handlers = {'mmseg': _SEG_TEST_OPTIONS, 'mmdet': _DET_TEST_OPTIONS}.get(scope)
-    if handlers is None:
-        raise ToolError(f'{flag} is supported for configs with default_scope mmseg or mmdet, '
-                        f'not {scope!r}')
-    return handlers[flag]
-
-
-def _visualization_hook(cfg: Config) -> ConfigDict:
-    hook = cfg.get('default_hooks', {}).get('visualization')
-    if hook is None:
-        raise ToolError('--show-dir needs a visualization hook in the config: add '
-                        "default_hooks.visualization=dict(type='SegVisualizationHook') "
-                        "(or 'DetVisualizationHook')")
-    return hook
-
-
-def _seg_show_dir(cfg: Config, show_dir: str) -> None:
-    hook = _visualization_hook(cfg)
-    hook.draw = True
-    # mmseg's hook paints one batch in 50 by default; --show-dir means every image.
-    hook.interval = 1
-    cfg.visualizer.save_dir = show_dir
-
-
-def _det_show_dir(cfg: Config, show_dir: str) -> None:
-    hook = _visualization_hook(cfg)
-    hook.draw = True
-    hook.test_out_dir = show_dir
-
-
-def _seg_out(cfg: Config, out: str) -> None:
-    # IoUMetric writes one prediction PNG per image there (and still computes the metric).
-    for evaluator in _as_list(cfg.test_evaluator):
-        evaluator.output_dir = out
-
-
-def _det_out(cfg: Config, out: str) -> None:
-    if not out.endswith(('.pkl', '.pickle')):
-        raise ToolError(f'--out for detection configs is a pickle file (.pkl), got {out}')
-    cfg.test_evaluator = _as_list(cfg.test_evaluator) + [
-        dict(type='DumpDetResults', out_file_path=out)]
-
-
-def _as_list(evaluator: dict | list) -> list:
-    return list(evaluator) if isinstance(evaluator, (list, tuple)) else [evaluator]
-
-
-_SEG_TEST_OPTIONS = {'--show-dir': _seg_show_dir, '--out': _seg_out}
-_DET_TEST_OPTIONS = {'--show-dir': _det_show_dir, '--out': _det_out}
-
-
 def merge_test_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Applies ``tools/test.py`` arguments to a segmentation or detection config.
 
-    ``--out``: mmseg writes prediction PNGs into that folder; mmdet dumps predictions to that
-    pickle file (``DumpDetResults``). ``--show-dir``: painted predictions are saved there.
+    ``--out`` and ``--show-dir`` are wired by the config's task adapter (segmentation: prediction
+    PNGs into the ``--out`` folder; detection: predictions dumped to the ``--out`` pickle file);
+    painted predictions are saved into ``--show-dir``.
     ``--tta``: the config's ``tta_model`` wraps the model and ``tta_pipeline`` replaces the
     test pipeline.
 
@@ -217,11 +97,10 @@ def merge_test_args(cfg: Config, args: argparse.Namespace) -> Config:
     """
     _apply_runner_args(cfg, args)
     cfg.load_from = args.checkpoint
-    scope = cfg.get('default_scope')
     if args.show_dir:
-        _test_options(scope, '--show-dir')(cfg, args.show_dir)
+        task_adapter(cfg, '--show-dir support').set_show_dir(cfg, args.show_dir)
     if args.out:
-        _test_options(scope, '--out')(cfg, args.out)
+        task_adapter(cfg, '--out support').set_test_out(cfg, args.out)
     if args.tta:
         missing = [key for key in ('tta_model', 'tta_pipeline') if key not in cfg]
         if missing:

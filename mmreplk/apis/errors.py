@@ -8,16 +8,22 @@ from mmengine.logging import MMLogger
 
 from mmreplk.datasets.layout import DatasetLayoutError
 from mmreplk.engine.resume import CheckpointError
-from mmreplk.utils.checkpoint import UntrustedCheckpointError
-
-
-class ToolError(RuntimeError):
-    """A problem the user can fix (bad flag, missing file); tools print it and exit non-zero."""
-
+from mmreplk.tasks import ImageReadError
+from mmreplk.utils import CheckpointMismatchError, ToolError, UntrustedCheckpointError
 
 #: Exceptions whose message alone tells the user what to do; no traceback is shown for them.
-USER_ERRORS = (ToolError, DatasetLayoutError, UntrustedCheckpointError, FileNotFoundError,
-               CheckpointError)
+#: Only our own classes (ToolError covers ConfigError and MissingDependencyError) and the
+#: missing file a user named: a bare ValueError, KeyError or ImportError is a bug, and keeps its
+#: traceback. Add a class here when its message names the problem and the fix.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ToolError,
+    DatasetLayoutError,
+    UntrustedCheckpointError,
+    CheckpointMismatchError,
+    ImageReadError,
+    CheckpointError,
+    FileNotFoundError,
+)
 
 
 @contextlib.contextmanager

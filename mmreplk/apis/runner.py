@@ -23,7 +23,7 @@ from mmengine.runner import Runner
 
 from mmreplk.datasets.layout import check_dataset_layout
 from mmreplk.engine import resolve_resume
-from .errors import ToolError
+from mmreplk.utils import ToolError
 
 _SYNC_NORMS = ('SyncBN', 'MMSyncBN')
 

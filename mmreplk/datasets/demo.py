@@ -8,11 +8,10 @@ and surface pattern (discs are plain, squares checkered, triangles dotted).
 As in ADE20K, label 0 means "unlabelled" (a thin ring around each object) and classes are 1..N,
 which ``reduce_zero_label`` maps to 0..N-1 with 0 ignored.
 
-Run ``python -m mmreplk.datasets.demo data/demo_ade`` to write it.
+``python tools/generate_demo_data.py ade20k data/demo_ade`` writes it.
 """
 from __future__ import annotations
 
-import argparse
 import pathlib
 
 import cv2
@@ -173,21 +172,3 @@ def majority_class_miou(annotation_dir: str | pathlib.Path,
     # The majority class's IoU is its share of labelled pixels; every other present class
     # scores 0 (it has ground truth but is never predicted).
     return 100.0 * class_counts[majority] / class_counts.sum() / present
-
-
-def main() -> None:
-    """``python -m mmreplk.datasets.demo ROOT``: writes the demo dataset."""
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('root', help='dataset root, e.g. data/demo_ade')
-    parser.add_argument('--num-train', type=int, default=240)
-    parser.add_argument('--num-val', type=int, default=40)
-    parser.add_argument('--size', type=int, default=128)
-    parser.add_argument('--seed', type=int, default=0)
-    args = parser.parse_args()
-    root = generate_demo_dataset(args.root, args.num_train, args.num_val, args.size, args.seed)
-    print(f'demo dataset written to {root} ({args.num_train} training, {args.num_val} '
-          f'validation images of {args.size}x{args.size})')
-
-
-if __name__ == '__main__':
-    main()

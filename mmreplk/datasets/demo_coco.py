@@ -12,11 +12,10 @@ The files follow the COCO 2017 layout, so the same configs and layout checks ser
     root/train2017/000001.png ...
     root/val2017/000001.png ...
 
-Run ``python -m mmreplk.datasets.demo_coco data/demo_coco`` to write it.
+``python tools/generate_demo_data.py coco data/demo_coco`` writes it.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -203,22 +202,3 @@ def generate_demo_coco(root: str | Path,
                                     size_range)
     return DemoCocoFiles(root=root, train_ann=train_ann, val_ann=val_ann, train_dir=train_dir,
                          val_dir=val_dir)
-
-
-def main() -> None:
-    """``python -m mmreplk.datasets.demo_coco ROOT``: writes the demo COCO dataset."""
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('root', help='dataset root, e.g. data/demo_coco')
-    parser.add_argument('--num-train', type=int, default=200)
-    parser.add_argument('--num-val', type=int, default=50)
-    parser.add_argument('--size', type=int, default=128, help='image side in pixels')
-    parser.add_argument('--seed', type=int, default=0)
-    args = parser.parse_args()
-    files = generate_demo_coco(args.root, args.num_train, args.num_val, (args.size, args.size),
-                               seed=args.seed)
-    print(f'demo COCO dataset written to {files.root} ({args.num_train} training, '
-          f'{args.num_val} validation images of {args.size}x{args.size})')
-
-
-if __name__ == '__main__':
-    main()

@@ -62,7 +62,7 @@ DATASET_LAYOUTS: dict[str, DatasetLayout] = {
         tree=('demo_ade/\n'
               '  images/training/*.jpg        annotations/training/*.png\n'
               '  images/validation/*.jpg      annotations/validation/*.png'),
-        prepare='generate it with: python -m mmreplk.datasets.demo data/demo_ade'),
+        prepare='generate it with: python tools/generate_demo_data.py ade20k data/demo_ade'),
     'CocoDataset': DatasetLayout(
         tree=('coco/\n'
               '  annotations/instances_train2017.json\n'
@@ -76,7 +76,7 @@ DATASET_LAYOUTS: dict[str, DatasetLayout] = {
                  'val_dataloader.dataset.data_root=PATH test_dataloader.dataset.data_root=PATH '
                  'val_evaluator.ann_file=PATH/annotations/instances_val2017.json '
                  'test_evaluator.ann_file=PATH/annotations/instances_val2017.json; for the '
-                 'offline demo: python -m mmreplk.datasets.demo_coco data/demo_coco')),
+                 'offline demo: python tools/generate_demo_data.py coco data/demo_coco')),
 }
 
 #: Config keys of wrapper datasets that hold the real dataset(s).

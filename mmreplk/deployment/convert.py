@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from mmreplk.models import RepLKNet
-from mmreplk.utils import (load_checkpoint_file, match_state_dict, to_backbone_state_dict,
+from mmreplk.utils import (CheckpointMismatchError, import_optional, is_folded,
+                           load_checkpoint_file, match_state_dict, to_backbone_state_dict,
                            unwrap_state_dict)
 
 _BLOCK_KEY = re.compile(r'^stages\.(\d+)\.blocks\.(\d+)\.')
@@ -72,9 +73,10 @@ def infer_arch(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:
         implies (``in_channels``, ``deploy``, ``norm_intermediate_features``).
     """
     if 'stem.0.conv.weight' not in state_dict:
-        raise ValueError('not a RepLKNet backbone: no stem.0.conv.weight (is it a RepLKNet '
-                         'checkpoint? keys start with ' + ', '.join(sorted(state_dict)[:3]) + ')')
-    deploy = any('lkb_reparam' in key for key in state_dict)
+        raise CheckpointMismatchError(
+            'not a RepLKNet backbone: no stem.0.conv.weight (is it a RepLKNet checkpoint? keys '
+            'start with ' + ', '.join(sorted(state_dict)[:3]) + ')')
+    deploy = is_folded(state_dict)
     num_blocks: dict[int, int] = {}
     for key in state_dict:
         match = _BLOCK_KEY.match(key)
@@ -82,8 +84,8 @@ def infer_arch(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:
             stage, block = int(match[1]), int(match[2])
             num_blocks[stage] = max(num_blocks.get(stage, 0), block + 1)
     if not num_blocks or sorted(num_blocks) != list(range(len(num_blocks))):
-        raise ValueError(f'incomplete RepLKNet checkpoint: found blocks for stages '
-                         f'{sorted(num_blocks)}')
+        raise CheckpointMismatchError(f'incomplete RepLKNet checkpoint: found blocks for '
+                                      f'stages {sorted(num_blocks)}')
     kernel_name = 'lkb_reparam.weight' if deploy else 'lkb_origin.conv.weight'
     channels, kernels, dw_ratios, ffn_ratios = [], [], [], []
     for stage in range(len(num_blocks)):
@@ -129,7 +131,8 @@ def convert_checkpoint(src: str | os.PathLike,
     Accepts the authors' ImageNet files (wrapped in 'model'/'state_dict', optional ``module.``
     prefix, classifier ``norm.*``/``head.*``), mmpretrain files (``backbone.`` prefix, ``head.fc``)
     and downstream checkpoints (the backbone part is kept). Non-backbone keys are dropped and
-    reported; the rest must fit a RepLKNet, or a ``ValueError`` names what it looks like.
+    reported; the rest must fit a RepLKNet, or a ``CheckpointMismatchError`` names what it
+    looks like.
 
     Args:
         src (str | os.PathLike): Source checkpoint, read under the package's trust policy.
@@ -165,23 +168,21 @@ def convert_checkpoint(src: str | os.PathLike,
 
 
 def _save_safetensors(weights: dict[str, torch.Tensor], dst: Path, metadata: dict) -> None:
-    try:
-        from safetensors.torch import save_file
-    except ImportError:
-        raise ImportError('writing safetensors needs the safetensors package: '
-                          'pip install safetensors (or write a .pth without --safetensors)'
-                          ) from None
-    save_file(weights, os.fspath(dst), metadata={'format': 'pt', **metadata})
+    safetensors_torch = import_optional('safetensors.torch', 'writing safetensors',
+                                        'pip install safetensors (or write a .pth without '
+                                        '--safetensors)')
+    safetensors_torch.save_file(weights, os.fspath(dst), metadata={'format': 'pt', **metadata})
 
 
 def _get(state_dict: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
     if key not in state_dict:
-        raise ValueError(f'incomplete RepLKNet checkpoint: {key} is missing')
+        raise CheckpointMismatchError(f'incomplete RepLKNet checkpoint: {key} is missing')
     return state_dict[key]
 
 
 def _single_ratio(ratios: list[float], name: str) -> float:
     if len(set(ratios)) != 1:
-        raise ValueError(f'stages use different {name} values {ratios}; RepLKNet has one')
+        raise CheckpointMismatchError(f'stages use different {name} values {ratios}; RepLKNet '
+                                      'has one')
     ratio = ratios[0]
     return int(ratio) if ratio == int(ratio) else ratio

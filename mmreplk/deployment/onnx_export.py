@@ -1,4 +1,5 @@
-"""ONNX export of a deploy-form segmentor, checked against PyTorch with onnxruntime."""
+"""ONNX export of a deploy-form model (the graph its task adapter gives), checked against PyTorch
+with onnxruntime."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,14 +14,14 @@ from mmengine.config import Config
 from torch import nn
 
 from mmreplk.models import reparameterize
-from .model_io import (build_model, is_folded, load_state_dict_strict, max_differences,
-                       model_scope, read_state_dict, synthetic_image)
+from mmreplk.tasks import max_differences, synthetic_image, task_adapter
+from mmreplk.utils import ToolError, import_optional, is_folded, read_state_dict
 
 #: onnxruntime output must match PyTorch within this fraction of the largest output magnitude.
 DEFAULT_RTOL = 1e-4
 
 
-class ExportMismatchError(ValueError):
+class ExportMismatchError(ToolError, ValueError):
     """onnxruntime's output differs from PyTorch's by more than the tolerance."""
 
 
@@ -74,35 +75,6 @@ def make_pooling_exportable(model: nn.Module) -> nn.Module:
     return model
 
 
-class SegmentorForExport(nn.Module):
-    """The inference path of a segmentor as one graph: raw image in, full-size logits out.
-
-    The model's data-preprocessor normalization (channel order, mean, std) is part of the graph,
-    so the exported model takes images as ``cv2.imread`` gives them.
-
-    Args:
-        segmentor (nn.Module): An mmseg ``EncoderDecoder`` in eval mode.
-    """
-
-    def __init__(self, segmentor: nn.Module) -> None:
-        super().__init__()
-        self.segmentor = segmentor
-        preprocessor = segmentor.data_preprocessor
-        self.bgr_to_rgb = bool(getattr(preprocessor, 'channel_conversion', False))
-        self.normalize = bool(getattr(preprocessor, '_enable_normalize', False))
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Maps (N, 3, H, W) float BGR images in [0, 255] to (N, classes, H, W) logits."""
-        if self.bgr_to_rgb:
-            image = image.flip(1)
-        if self.normalize:
-            preprocessor = self.segmentor.data_preprocessor
-            image = (image - preprocessor.mean) / preprocessor.std
-        meta = dict(img_shape=tuple(image.shape[2:]), ori_shape=tuple(image.shape[2:]),
-                    pad_shape=tuple(image.shape[2:]))
-        return self.segmentor.encode_decode(image, [meta] * image.shape[0])
-
-
 @dataclasses.dataclass
 class ExportResult:
     """What :func:`export_onnx` wrote and how well onnxruntime agrees with PyTorch.
@@ -128,7 +100,10 @@ def export_onnx(config: str | os.PathLike | Config,
                 opset: int = 17,
                 check: bool = True,
                 rtol: float = DEFAULT_RTOL) -> ExportResult:
-    """Exports the deploy form of a segmentor to ONNX and checks it with onnxruntime.
+    """Exports the deploy form of a model to ONNX and checks it with onnxruntime.
+
+    The graph is the task adapter's ``export_graph`` (segmentors: raw image in, full-size logits
+    out, see :class:`~mmreplk.tasks.SegmentorForExport`; detectors are refused).
 
     A training-form checkpoint is folded first; a re-parameterized one (from
     :func:`reparameterize_checkpoint`) is loaded as is. The graph is exported with the
@@ -136,7 +111,8 @@ def export_onnx(config: str | os.PathLike | Config,
     adaptive pooling is rewritten by :func:`make_pooling_exportable` so any size exports.
 
     Args:
-        config (str | os.PathLike | Config): A segmentation config.
+        config (str | os.PathLike | Config): A config whose task supports export
+            (segmentation).
         checkpoint (str | os.PathLike): Its checkpoint, training or deploy form.
         out (str | os.PathLike): Output ``.onnx`` path.
         shape (Sequence[int]): Image size (H, W) of the graph. Defaults to (512, 512).
@@ -149,16 +125,13 @@ def export_onnx(config: str | os.PathLike | Config,
         ExportResult: The file and, with ``check``, the measured difference.
     """
     cfg = config if isinstance(config, Config) else Config.fromfile(os.fspath(config))
-    if model_scope(cfg) != 'mmseg':
-        raise ValueError('ONNX export supports segmentation configs; detectors (RoIAlign, NMS) '
-                         'need a deployment toolkit such as mmdeploy')
-    state_dict, _ = read_state_dict(checkpoint)
-    folded = is_folded(state_dict)
-    model = build_model(cfg, deploy=True if folded else None)
-    load_state_dict_strict(model, state_dict, os.fspath(checkpoint))
+    task = task_adapter(cfg)
+    # Only the file's form decides whether to fold: a folded file is loaded as it is.
+    folded = is_folded(read_state_dict(checkpoint)[0])
+    model = task.build_model(cfg, checkpoint, deploy=True if folded else None)
     if not folded:
         reparameterize(model)
-    wrapper = SegmentorForExport(make_pooling_exportable(model)).eval()
+    wrapper = task.export_graph(make_pooling_exportable(model)).eval()
 
     height, width = shape
     image = torch.from_numpy(synthetic_image((height, width)).transpose(2, 0, 1).copy())
@@ -179,8 +152,8 @@ def export_onnx(config: str | os.PathLike | Config,
         result.max_abs_diff, result.max_abs_output = max_differences([actual], [expected])
         if result.max_abs_diff > rtol * result.max_abs_output:
             raise ExportMismatchError(f'onnxruntime output of {out} differs from PyTorch by '
-                               f'{result.max_abs_diff:.3e} (> {rtol} x max |output| '
-                               f'{result.max_abs_output:.3e}); the export is not faithful')
+                                      f'{result.max_abs_diff:.3e} (> {rtol} x max |output| '
+                                      f'{result.max_abs_output:.3e}); the export is not faithful')
     return result
 
 
@@ -194,10 +167,8 @@ def run_onnxruntime(path: str | os.PathLike, image: np.ndarray) -> np.ndarray:
     Returns:
         np.ndarray: The ``seg_logits`` output.
     """
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ImportError('checking the export needs onnxruntime: pip install onnx onnxruntime '
-                          '(or pip install -e .[onnx]); skip the check with --no-check') from None
+    onnxruntime = import_optional('onnxruntime', 'checking the export',
+                                  'pip install onnx onnxruntime (or pip install -e .[onnx]); skip '
+                                  'the check with --no-check')
     session = onnxruntime.InferenceSession(os.fspath(path), providers=['CPUExecutionProvider'])
     return session.run(['seg_logits'], {'image': image.astype(np.float32)})[0]

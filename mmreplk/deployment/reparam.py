@@ -11,10 +11,9 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 
-from mmreplk.apis.inference import read_image
 from mmreplk.models import reparameterize
-from .model_io import (build_model, comparable_outputs, is_folded, load_state_dict_strict,
-                       max_differences, model_scope, prepare_batch, read_state_dict)
+from mmreplk.tasks import max_differences, read_image, task_adapter
+from mmreplk.utils import ConfigError, is_folded, load_weights, read_state_dict
 
 
 @dataclasses.dataclass
@@ -63,24 +62,25 @@ def reparameterize_checkpoint(config: str | os.PathLike | Config,
         out (str | os.PathLike): Where to write the deploy-form checkpoint.
         verify_image (str | os.PathLike | np.ndarray, optional): An image file or a BGR uint8
             array; when given, both forms run on it and the result holds their difference
-            (segmentors: logits; detectors: backbone + neck features). Defaults to None.
+            (what the task adapter's ``comparable_outputs`` names: segmentors' logits,
+            detectors' backbone + neck features). Defaults to None.
 
     Returns:
         ReparamResult: The output path and, with ``verify_image``, the differences.
     """
     logger = MMLogger.get_current_instance()
     cfg = config if isinstance(config, Config) else Config.fromfile(os.fspath(config))
-    scope = model_scope(cfg)
+    task = task_adapter(cfg)
     image = verify_image
     if isinstance(image, (str, os.PathLike)):
         image = read_image(image)
 
     state_dict, meta = read_state_dict(checkpoint)
     if is_folded(state_dict):
-        raise ValueError(f'{checkpoint} is already re-parameterized (it holds lkb_reparam '
-                         'weights); load it with --cfg-options model.backbone.deploy=True')
-    model = build_model(cfg)
-    load_state_dict_strict(model, state_dict, os.fspath(checkpoint))
+        raise ConfigError(f'{checkpoint} is already re-parameterized (it holds lkb_reparam '
+                          'weights); load it with --cfg-options model.backbone.deploy=True')
+    model = task.build_model(cfg)
+    load_weights(model, state_dict, 'exact', os.fspath(checkpoint))
     reference = copy.deepcopy(model) if image is not None else None
 
     folded = reparameterize(model).state_dict()
@@ -90,13 +90,12 @@ def reparameterize_checkpoint(config: str | os.PathLike | Config,
     torch.save(dict(meta=meta, state_dict=folded), out)
     logger.info(f'folded {len(state_dict)} tensors into {len(folded)}; wrote {out}')
 
-    deployed = build_model(cfg, deploy=True)
-    written, _ = read_state_dict(out)
-    load_state_dict_strict(deployed, written, os.fspath(out))
+    # The written file must load, exactly, into the deploy form the config builds.
+    deployed = task.build_model(cfg, out, deploy=True)
     result = ReparamResult(out, len(folded), len(state_dict))
     if image is not None:
-        inputs, samples = prepare_batch(deployed, scope, image)
-        expected = comparable_outputs(reference, scope, inputs, samples)
-        actual = comparable_outputs(deployed, scope, inputs, samples)
+        inputs, samples = task.prepare_batch(deployed, image)
+        expected = task.comparable_outputs(reference, inputs, samples)
+        actual = task.comparable_outputs(deployed, inputs, samples)
         result.max_abs_diff, result.max_abs_output = max_differences(actual, expected)
     return result

@@ -67,7 +67,7 @@ def depthwise_stack(channels: int, kernel_size: int, depth: int, impl: str) -> n
         channels (int): Channels.
         kernel_size (int): Odd kernel side.
         depth (int): Number of layers.
-        impl (str): One of :data:`mmreplk.ops.IMPLEMENTATIONS`.
+        impl (str): One of :func:`mmreplk.ops.implementations`.
 
     Returns:
         nn.Sequential: The stack.

@@ -25,6 +25,8 @@ import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from .errors import import_optional
+
 TRUST_HINT = ('If you trust this file, load it with --trust-checkpoint (tools) or inside '
               '`with mmreplk.utils.trusted_checkpoints():` (code); that runs any code it contains.')
 
@@ -113,13 +115,10 @@ def load_checkpoint_file(filename: str | os.PathLike,
 
 def _load_safetensors(filename: str, map_location: str | torch.device | None) -> dict:
     """safetensors files hold only tensors, so they need no trust decision."""
-    try:
-        from safetensors.torch import load_file
-    except ImportError as err:
-        raise ImportError(f'{filename} is a safetensors file; install it with '
-                          '`pip install safetensors`') from err
+    safetensors_torch = import_optional('safetensors.torch', f'reading {filename}',
+                                        'pip install safetensors')
     device = map_location if isinstance(map_location, (str, torch.device)) else 'cpu'
-    return load_file(filename, device=str(device))
+    return safetensors_torch.load_file(filename, device=str(device))
 
 
 def load_local_checkpoint(filename: str, map_location: str | torch.device | None = None) -> object:

@@ -68,7 +68,7 @@ def test_compute_erf_for_any_backbone(config, image_dir):
 def test_checkpoint_with_backbone_weights_is_loaded(image_dir, tmp_path):
     from mmengine.config import Config
 
-    from mmreplk.deployment import build_model
+    from mmreplk.tasks import build_model
     config = CONFIGS / 'tiny_upernet_replknet.py'
     model = build_model(Config.fromfile(str(config)))
     torch.save({'state_dict': model.state_dict()}, tmp_path / 'seg.pth')

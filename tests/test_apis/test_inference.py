@@ -4,7 +4,8 @@ import pytest
 from mmengine.config import Config
 from PIL import Image
 
-from mmreplk.apis import PREDICTORS, ImageReadError, Predictor, build_predictor, infer_folder, read_image
+from mmreplk.apis import ImageReadError, Predictor, build_predictor, infer_folder, read_image
+from mmreplk.tasks import TASK_ADAPTERS, TaskAdapter
 
 
 def _rgb(h=20, w=30):
@@ -63,9 +64,16 @@ class CountingPredictor(Predictor):
         return [path]
 
 
+class CountingTask(TaskAdapter):
+    """A task whose only capability is folder inference with :class:`CountingPredictor`."""
+
+    def build_predictor(self, cfg, checkpoint, device):
+        return CountingPredictor(cfg, checkpoint, device)
+
+
 @pytest.fixture
 def fake_scope(monkeypatch, tmp_path):
-    monkeypatch.setitem(PREDICTORS, 'fake', f'{__name__}.CountingPredictor')
+    monkeypatch.setitem(TASK_ADAPTERS.module_dict, 'fake', CountingTask)
     CountingPredictor.batches = []
     checkpoint = tmp_path / 'model.pth'
     checkpoint.write_bytes(b'weights')

@@ -246,7 +246,7 @@ def _count_params(name, monkeypatch):
     counts give 80M, 173M, 208M and 230M (README, "Parameters and FLOPs")."""
     import torch
 
-    from mmreplk.deployment.model_io import build_model
+    from mmreplk.tasks import build_model
     # Counting needs no initial values, and default-initialising ~1e9 conv weights is what makes
     # these builds slow (about 8x).
     monkeypatch.setattr(torch.nn.Conv2d, 'reset_parameters', lambda self: None)

@@ -6,7 +6,7 @@ import torch
 from helpers import randomize_bn_stats
 from mmengine.config import Config
 
-from mmreplk.deployment import build_model
+from mmreplk.tasks import build_model
 
 CONFIGS = Path(__file__).parents[1] / 'data' / 'configs'
 SEG_CONFIG = CONFIGS / 'tiny_upernet_replknet.py'

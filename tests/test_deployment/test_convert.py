@@ -102,5 +102,7 @@ def test_cli(source, tmp_path, capsys):
     assert tool.main([str(src), str(tmp_path / 'backbone.pth')]) == 0
     assert 'dropped 6 keys' in capsys.readouterr().out
     torch.save({'epoch': 3}, tmp_path / 'junk.pth')
-    assert tool.main([str(tmp_path / 'junk.pth'), str(tmp_path / 'out.pth')]) == 1
+    with pytest.raises(SystemExit) as exit_status:
+        tool.main([str(tmp_path / 'junk.pth'), str(tmp_path / 'out.pth')])
+    assert exit_status.value.code == 1
     assert not (tmp_path / 'out.pth').exists()

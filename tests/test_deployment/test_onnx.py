@@ -7,9 +7,10 @@ import torch
 from helpers import load_tool
 from mmengine.config import Config
 
-from mmreplk.deployment import (MatmulAdaptiveAvgPool2d, SegmentorForExport, build_model,
-                                export_onnx, read_state_dict, reparameterize_checkpoint,
+from mmreplk.deployment import (MatmulAdaptiveAvgPool2d, export_onnx, reparameterize_checkpoint,
                                 run_onnxruntime)
+from mmreplk.tasks import SegmentorForExport, build_model
+from mmreplk.utils import read_state_dict
 from .conftest import DET_CONFIG, SEG_CONFIG
 
 requires_onnxruntime = pytest.mark.skipif(

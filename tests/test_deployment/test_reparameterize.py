@@ -4,8 +4,9 @@ import torch
 from helpers import load_tool
 from mmengine.config import Config
 
-from mmreplk.deployment import (build_model, comparable_outputs, prepare_batch, read_state_dict,
-                                reparameterize_checkpoint, synthetic_image)
+from mmreplk.deployment import reparameterize_checkpoint
+from mmreplk.tasks import build_model, synthetic_image, task_adapter
+from mmreplk.utils import read_state_dict
 from .conftest import CLASSES, DET_CONFIG, SEG_CONFIG
 
 
@@ -36,9 +37,10 @@ def test_folded_checkpoint_loads_into_config_with_deploy_true(seg_checkpoint, tm
     trained = build_model(Config.fromfile(str(SEG_CONFIG)))
     trained.load_state_dict(read_state_dict(seg_checkpoint)[0], strict=True)
 
-    inputs, samples = prepare_batch(trained, 'mmseg', synthetic_image((64, 80), seed=3))
-    expected, = comparable_outputs(trained, 'mmseg', inputs, samples)
-    actual, = comparable_outputs(deployed, 'mmseg', inputs, samples)
+    task = task_adapter('mmseg')
+    inputs, samples = task.prepare_batch(trained, synthetic_image((64, 80), seed=3))
+    expected, = task.comparable_outputs(trained, inputs, samples)
+    actual, = task.comparable_outputs(deployed, inputs, samples)
     assert actual.shape == (1, 5, 16, 20)
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
 
@@ -67,6 +69,7 @@ def test_cli_verifies_and_reports(seg_checkpoint, tmp_path, capsys):
 
 def test_cli_exits_1_with_a_message_for_a_missing_checkpoint(tmp_path, caplog):
     tool = load_tool('reparameterize.py')
-    status = tool.main([str(SEG_CONFIG), str(tmp_path / 'nope.pth'), str(tmp_path / 'o.pth')])
-    assert status == 1
+    with pytest.raises(SystemExit) as exit_status:
+        tool.main([str(SEG_CONFIG), str(tmp_path / 'nope.pth'), str(tmp_path / 'o.pth')])
+    assert exit_status.value.code == 1
     assert not (tmp_path / 'o.pth').exists()

@@ -17,7 +17,7 @@ from pycocotools import mask as mask_utils
 
 from mmreplk import apis
 from mmreplk.apis import infer_folder, load_config, merge_test_args, merge_train_args
-from mmreplk.apis.det_inference import JSON_SUFFIX, VIS_SUFFIX, DetPredictor
+from mmreplk.tasks.detection import JSON_SUFFIX, VIS_SUFFIX, DetPredictor
 from mmreplk.datasets.demo_coco import DEMO_COCO_CLASSES, generate_demo_coco
 
 DEMO_CONFIG = (Path(__file__).parents[2] / 'configs' / 'demo' /

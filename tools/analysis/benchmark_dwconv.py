@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from mmengine.logging import MMLogger
 
-from mmreplk.deployment.cli import run_tool
+from mmreplk.apis import ToolError, exit_on_user_error
 from mmreplk.ops import implementations
 from mmreplk.ops.benchmark import MODES, benchmark_depthwise, format_table
 from mmreplk.utils.timing import device_name
@@ -52,32 +52,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-
-    def work() -> int:
+    logger = MMLogger.get_instance('benchmark_dwconv')
+    with exit_on_user_error():
         device = torch.device(args.device)
         if device.type == 'cuda' and not torch.cuda.is_available():
-            raise ValueError('--device cuda given but torch sees no GPU; use --device cpu')
+            raise ToolError('--device cuda given but torch sees no GPU; use --device cpu')
         if any(k % 2 == 0 for k in args.kernel_sizes):
-            raise ValueError(f'--kernel-sizes must be odd, got {args.kernel_sizes}')
+            raise ToolError(f'--kernel-sizes must be odd, got {args.kernel_sizes}')
         batch = args.batch_size or DEFAULT_BATCH.get(device.type, 1)
-        logger = MMLogger.get_instance('benchmark_dwconv')
         logger.info(f'timing {args.depth} depth-wise layers on ({batch}, {args.channels}, R, R) '
                     f'{args.dtype} on {device_name(device)}')
         results = benchmark_depthwise(args.kernel_sizes, args.resolutions, batch, args.channels,
                                       args.depth, args.impls, args.modes, device,
                                       DTYPES[args.dtype], args.warmup, args.runs)
-        title = (f'{args.depth} stacked depth-wise layers, input ({batch}, {args.channels}, R, R), '
-                 f'{args.dtype}, {device_name(device)}, torch {torch.__version__}; '
-                 'ms per pass, GFLOP/s, speed-up over nchw; (..) = path auto ran')
-        table = format_table(results)
-        print(f'{title}\n\n{table}')
-        if args.out:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(f'{title}\n\n{table}\n')
-            logger.info(f'table written to {args.out}')
-        return 0
-
-    return run_tool(work, 'benchmark_dwconv')
+    title = (f'{args.depth} stacked depth-wise layers, input ({batch}, {args.channels}, R, R), '
+             f'{args.dtype}, {device_name(device)}, torch {torch.__version__}; '
+             'ms per pass, GFLOP/s, speed-up over nchw; (..) = path auto ran')
+    table = format_table(results)
+    print(f'{title}\n\n{table}')
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(f'{title}\n\n{table}\n')
+        logger.info(f'table written to {args.out}')
+    return 0
 
 
 if __name__ == '__main__':

@@ -18,7 +18,7 @@ import tempfile
 
 import torch
 
-from mmreplk.deployment.cli import run_tool
+from mmreplk.apis import ToolError, exit_on_user_error
 
 #: The reduced form: a tiny backbone and two small Table-1 cells (a CPU runs it in seconds).
 QUICK = dict(arch=dict(large_kernel_sizes=[13, 11, 9, 7], layers=[1, 1, 1, 1],
@@ -50,24 +50,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-
-    def work() -> int:
+    with exit_on_user_error():
         device = torch.device(args.device)
         if device.type == 'cuda' and not torch.cuda.is_available():
-            raise ValueError('--device cuda given but torch sees no GPU; use --device cpu '
-                             '(with --quick for the reduced form)')
-        if not args.keep_triton_cache:
-            # Read by Triton when it first compiles, which has not happened yet in this process.
-            os.environ['TRITON_CACHE_DIR'] = tempfile.mkdtemp(prefix='mmreplk-triton-')
-        from mmreplk.analysis.gpu_benchmark import MarkdownReport, run_gpu_benchmark
-        options = dict(QUICK) if args.quick else dict(arch=args.arch, batch_size=args.batch_size,
-                                                      size=args.size,
-                                                      second_size=args.size - 32)
-        run_gpu_benchmark(MarkdownReport(args.out), device, args.sections, args.precisions,
-                          **options)
-        return 0
-
-    return run_tool(work, 'benchmark_gpu')
+            raise ToolError('--device cuda given but torch sees no GPU; use --device cpu '
+                            '(with --quick for the reduced form)')
+    if not args.keep_triton_cache:
+        # Read by Triton when it first compiles, which has not happened yet in this process.
+        os.environ['TRITON_CACHE_DIR'] = tempfile.mkdtemp(prefix='mmreplk-triton-')
+    from mmreplk.analysis.gpu_benchmark import MarkdownReport, run_gpu_benchmark
+    options = dict(QUICK) if args.quick else dict(arch=args.arch, batch_size=args.batch_size,
+                                                  size=args.size, second_size=args.size - 32)
+    run_gpu_benchmark(MarkdownReport(args.out), device, args.sections, args.precisions, **options)
+    return 0
 
 
 if __name__ == '__main__':

@@ -14,8 +14,7 @@ import argparse
 import sys
 
 from mmreplk.analysis import get_model_complexity
-from mmreplk.apis.config import load_config
-from mmreplk.deployment.cli import add_config_args, run_tool
+from mmreplk.apis import add_config_args, exit_on_user_error, load_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,21 +32,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-
-    def work() -> int:
-        cfg = load_config(args.config, args.cfg_options)
-        result = get_model_complexity(cfg, shape=args.shape, deploy=args.deploy)
-        height, width = result.input_shape
-        form = 'deploy' if args.deploy else 'training'
-        print(f'{args.config}: input {height}x{width} (H x W), {form} form, '
-              '1 multiply-add = 1 FLOP')
-        print(result.table())
-        if result.unsupported_ops:
-            ops = ', '.join(f'{op} x{n}' for op, n in sorted(result.unsupported_ops.items()))
-            print(f'ops counted as 0 FLOPs: {ops}')
-        return 0
-
-    return run_tool(work, 'get_flops')
+    with exit_on_user_error():
+        result = get_model_complexity(load_config(args.config, args.cfg_options),
+                                      shape=args.shape, deploy=args.deploy)
+    height, width = result.input_shape
+    form = 'deploy' if args.deploy else 'training'
+    print(f'{args.config}: input {height}x{width} (H x W), {form} form, 1 multiply-add = 1 FLOP')
+    print(result.table())
+    if result.unsupported_ops:
+        ops = ', '.join(f'{op} x{n}' for op, n in sorted(result.unsupported_ops.items()))
+        print(f'ops counted as 0 FLOPs: {ops}')
+    return 0
 
 
 if __name__ == '__main__':

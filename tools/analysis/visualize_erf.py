@@ -18,9 +18,7 @@ import os
 import sys
 
 from mmreplk.analysis import THRESHOLDS, compute_erf, format_area_ratios, save_erf_heatmap
-from mmreplk.apis.config import load_config
-from mmreplk.apis import checkpoint_trust
-from mmreplk.deployment.cli import add_config_args, run_tool
+from mmreplk.apis import add_config_args, checkpoint_trust, exit_on_user_error, load_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,25 +44,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-
-    def work() -> int:
+    with exit_on_user_error(), checkpoint_trust(args):
         cfg = load_config(args.config, args.cfg_options)
-        with checkpoint_trust(args):
-            result = compute_erf(cfg, args.image_dir, args.checkpoint, input_size=args.size,
-                                 num_images=args.num_images, device=args.device)
-        ratios = result.area_ratios(THRESHOLDS)
-        name = os.path.splitext(os.path.basename(args.config))[0]
-        title = f'{name}: ' + ', '.join(
-            f't={t}: {r[1]:.3f}' if r else f't={t}: -' for t, r in ratios.items())
-        save_erf_heatmap(result.normalized, args.out, title)
-        print(f'ERF of {cfg.model.backbone.type} over {result.num_images} images '
-              f'({args.size[0]}x{args.size[1]}); heatmap: {args.out}')
-        print('high-contribution area ratio (smallest centred square holding > t of the '
-              'log-scaled contribution):')
-        print(format_area_ratios(ratios))
-        return 0
-
-    return run_tool(work, 'visualize_erf')
+        result = compute_erf(cfg, args.image_dir, args.checkpoint, input_size=args.size,
+                             num_images=args.num_images, device=args.device)
+    ratios = result.area_ratios(THRESHOLDS)
+    name = os.path.splitext(os.path.basename(args.config))[0]
+    title = f'{name}: ' + ', '.join(
+        f't={t}: {r[1]:.3f}' if r else f't={t}: -' for t, r in ratios.items())
+    save_erf_heatmap(result.normalized, args.out, title)
+    print(f'ERF of {cfg.model.backbone.type} over {result.num_images} images '
+          f'({args.size[0]}x{args.size[1]}); heatmap: {args.out}')
+    print('high-contribution area ratio (smallest centred square holding > t of the '
+          'log-scaled contribution):')
+    print(format_area_ratios(ratios))
+    return 0
 
 
 if __name__ == '__main__':
