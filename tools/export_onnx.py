@@ -2,7 +2,7 @@
 
 Example:
     python tools/export_onnx.py configs/upernet_replknet31b_ade20k.py \
-        work_dirs/upernet_replknet31b/iter_160000.pth deploy/upernet_replknet31b.onnx
+        work_dirs/upernet_replknet31b/iter_40000.pth deploy/upernet_replknet31b.onnx
 
 The graph takes float32 BGR images (N, 3, H, W) in [0, 255] (normalization included) and
 returns logits (N, num_classes, H, W). Needs ``pip install onnx onnxruntime`` for the check.

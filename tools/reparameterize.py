@@ -2,7 +2,7 @@
 
 Example:
     python tools/reparameterize.py configs/upernet_replknet31b_ade20k.py \
-        work_dirs/upernet_replknet31b/iter_160000.pth deploy/upernet_replknet31b.pth --verify
+        work_dirs/upernet_replknet31b/iter_40000.pth deploy/upernet_replknet31b.pth --verify
 
 The written checkpoint loads into the same config with
 ``--cfg-options model.backbone.deploy=True``.

@@ -1,7 +1,7 @@
 """Evaluate a checkpoint on a config's test split (mmseg or mmdet scope).
 
 Example:
-    python tools/test.py configs/upernet_replknet31b_ade20k.py work_dirs/x/iter_160000.pth --tta
+    python tools/test.py configs/upernet_replknet31b_ade20k.py work_dirs/x/iter_40000.pth --tta
 """
 from __future__ import annotations
 

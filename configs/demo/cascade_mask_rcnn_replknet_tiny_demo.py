@@ -2,7 +2,7 @@
 # a tiny RepLKNet (kernels 13..7) with plain BN, trained from scratch at 128x128. It keeps the
 # paper's detector structure (FPN, RPN, 3-stage cascade with GIoU loss on decoded boxes, mask
 # heads) with narrow layers, 2-fc box heads, 2-conv mask heads and fewer proposals and RoIs.
-# Generate the data first: python -m mmreplk.datasets.demo_coco data/demo_coco
+# Generate the data first: python tools/generate_demo_data.py coco data/demo_coco
 _base_ = [
     '../_base_/det/cascade_mask_rcnn_replknet_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',

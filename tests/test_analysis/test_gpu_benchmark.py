@@ -10,6 +10,19 @@ from mmreplk.analysis.gpu_benchmark import (MarkdownReport, fp32_peak_tflops, ru
 from helpers import load_tool
 
 
+# First in the file: the tool's logger is created on first use and keeps the output stream of
+# the test that created it.
+def test_cuda_without_a_gpu_exits_with_a_message(capfd):
+    if torch.cuda.is_available():
+        pytest.skip('a GPU is present')
+    tool = load_tool('analysis/benchmark_gpu.py')
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main(['--device', 'cuda'])
+    assert exit_info.value.code == 1
+    captured = capfd.readouterr()
+    assert 'torch sees no GPU' in captured.out + captured.err
+
+
 def test_quick_form_writes_every_section(tmp_path):
     out = tmp_path / 'report.md'
     tool = load_tool('analysis/benchmark_gpu.py')
@@ -46,3 +59,4 @@ def test_time_steps_counts_the_first_step_apart():
 
 def test_peak_of_known_gpus_only():
     assert fp32_peak_tflops(torch.device('cpu')) is None
+

@@ -98,7 +98,9 @@ def test_tool_rejects_bad_arguments(argv, message, capfd):
     if 'cuda' in argv and torch.cuda.is_available():
         pytest.skip('a GPU is present')
     tool = load_tool('analysis/benchmark_dwconv.py')
-    assert tool.main(argv + ['--resolutions', '5', '--depth', '1', '--runs', '1']) == 1
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main(argv + ['--resolutions', '5', '--depth', '1', '--runs', '1'])
+    assert exit_info.value.code == 1
     captured = capfd.readouterr()
     assert message in captured.out + captured.err
 

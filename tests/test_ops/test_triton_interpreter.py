@@ -4,16 +4,13 @@ The interpreter is chosen when the kernels are decorated, so the cases run in on
 group (see triton_interpreter_cases.py) and the setting never reaches the other tests.
 """
 import itertools
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from mmreplk.ops import triton_available
 
+from .interpreter import run_interpreter_worker
 from .tolerances import TOLERANCES
 
 pytestmark = pytest.mark.skipif(not triton_available(),
@@ -44,13 +41,7 @@ CONFIG_CASES = [dict(name='all-configs-fp32', shape=(3, 1, 23, 37, 31), dtype='f
 
 
 def _run_worker(cases):
-    env = dict(os.environ, TRITON_INTERPRET='1')
-    root = Path(__file__).parents[2]
-    env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(root), env.get('PYTHONPATH')]))
-    proc = subprocess.run([sys.executable, str(WORKER), json.dumps(cases)], env=env, cwd=root,
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_interpreter_worker(WORKER, cases, timeout=900)
 
 
 # Each tensor-core family through the registered op and its autograd formula (their kernels'

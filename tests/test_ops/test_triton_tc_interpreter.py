@@ -4,16 +4,13 @@ Every family's forward, input gradient and weight gradient against a float64 ``F
 with ``allow_tf32`` off ('fp32', fp32-accurate) and on ('tf32', within the stated TF32 bound),
 fp16 and bf16. The cases run in one subprocess per group (see triton_tc_interpreter_cases.py).
 """
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from mmreplk.ops import triton_available
 
+from .interpreter import run_interpreter_worker
 from .tolerances import TOLERANCES
 
 pytestmark = pytest.mark.skipif(not triton_available(),
@@ -66,13 +63,7 @@ CONFIG_CASES = [_case(family, 'fp32', shape, bias=True, all_configs=True)
 
 
 def _run_worker(cases):
-    env = dict(os.environ, TRITON_INTERPRET='1')
-    root = Path(__file__).parents[2]
-    env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(root), env.get('PYTHONPATH')]))
-    proc = subprocess.run([sys.executable, str(WORKER), json.dumps(cases)], env=env, cwd=root,
-                          capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_interpreter_worker(WORKER, cases, timeout=1800)
 
 
 @pytest.fixture(scope='module')

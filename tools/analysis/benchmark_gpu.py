@@ -17,6 +17,7 @@ import sys
 import tempfile
 
 import torch
+from mmengine.logging import MMLogger
 
 from mmreplk.apis import ToolError, exit_on_user_error
 
@@ -50,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    MMLogger.get_instance('benchmark_gpu')
     with exit_on_user_error():
         device = torch.device(args.device)
         if device.type == 'cuda' and not torch.cuda.is_available():

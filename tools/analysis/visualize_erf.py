@@ -2,7 +2,7 @@
 
 Examples:
     python tools/analysis/visualize_erf.py configs/upernet_replknet31b_ade20k.py \
-        work_dirs/upernet_replknet31b/iter_160000.pth data/ade/images/validation \
+        work_dirs/upernet_replknet31b/iter_40000.pth data/ade/images/validation \
         --out erf_replknet31b.png
     # a small-kernel network for comparison, from mmseg's installed configs
     python tools/analysis/visualize_erf.py \
