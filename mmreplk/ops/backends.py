@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -215,9 +216,26 @@ class TritonKernelBackend(DepthwiseBackend):
             return f'Triton is not measured below K = {TRITON_MIN_KERNEL}'
         return None
 
-    def _on_device(self, tensor: torch.Tensor) -> contextlib.AbstractContextManager:
-        # Triton launches on the current device: make it the tensor's.
-        return torch.cuda.device(tensor.device) if tensor.is_cuda else contextlib.nullcontext()
+    def passes(self) -> tuple[Callable, Callable, Callable]:
+        """The kernels' ``forward(x, w, b)``, ``input_grad(dy, w)`` and
+        ``weight_grad(x, dy, K)``, each taking contiguous tensors."""
+        raise NotImplementedError
+
+    def _launch(self, index: int, *args) -> torch.Tensor:
+        tensors = [arg.contiguous() if isinstance(arg, torch.Tensor) else arg for arg in args]
+        # Triton launches on the current device: make it the tensors'.
+        device = args[0].device
+        with torch.cuda.device(device) if device.type == 'cuda' else contextlib.nullcontext():
+            return self.passes()[index](*tensors)
+
+    def forward(self, x, weight, bias):
+        return self._launch(0, x, weight, bias)
+
+    def input_grad(self, grad_out, weight):
+        return self._launch(1, grad_out, weight)
+
+    def weight_grad(self, x, grad_out, kernel_size):
+        return self._launch(2, x, grad_out, kernel_size)
 
 
 @_register('triton')
@@ -227,20 +245,12 @@ class TritonBackend(TritonKernelBackend):
 
     module = '_triton_depthwise'
 
-    def forward(self, x, weight, bias):
-        with self._on_device(x):
-            return self.kernels().conv_forward(x.contiguous(), weight.contiguous(),
-                                               None if bias is None else bias.contiguous())
-
-    def input_grad(self, grad_out, weight):
-        with self._on_device(grad_out):
-            return self.kernels().conv_forward(grad_out.contiguous(),
-                                               weight.flip((2, 3)).contiguous(), None)
-
-    def weight_grad(self, x, grad_out, kernel_size):
-        with self._on_device(x):
-            return self.kernels().conv_weight_grad(x.contiguous(), grad_out.contiguous(),
-                                                   kernel_size)
+    def passes(self):
+        kernels = self.kernels()
+        return (kernels.conv_forward,
+                lambda grad_out, weight: kernels.conv_forward(
+                    grad_out, weight.flip((2, 3)).contiguous(), None),
+                kernels.conv_weight_grad)
 
 
 class TritonFamilyBackend(TritonKernelBackend):
@@ -251,6 +261,10 @@ class TritonFamilyBackend(TritonKernelBackend):
     def family(self):
         """The :class:`~mmreplk.ops._triton_tc_depthwise.TritonKernelFamily` run."""
         return next(f for f in self.kernels().FAMILIES if f.name == self.name)
+
+    def passes(self):
+        family = self.family()
+        return family.forward, family.input_grad, family.weight_grad
 
     def unsupported(self, pass_name, device, dtype, kernel_size, shape):
         why = super().unsupported(pass_name, device, dtype, kernel_size, shape)
@@ -266,19 +280,6 @@ class TritonFamilyBackend(TritonKernelBackend):
             if first.name != self.name:
                 why = f'its weight gradient is the kernel of {first.name}'
         return why
-
-    def forward(self, x, weight, bias):
-        with self._on_device(x):
-            return self.family().forward(x.contiguous(), weight.contiguous(),
-                                         None if bias is None else bias.contiguous())
-
-    def input_grad(self, grad_out, weight):
-        with self._on_device(grad_out):
-            return self.family().input_grad(grad_out.contiguous(), weight.contiguous())
-
-    def weight_grad(self, x, grad_out, kernel_size):
-        with self._on_device(x):
-            return self.family().weight_grad(x.contiguous(), grad_out.contiguous(), kernel_size)
 
 
 @_register('triton_banded')
