@@ -9,6 +9,17 @@ import torch.nn.functional as F
 from mmreplk.ops._triton_tc_depthwise import TF32_PRODUCT_BOUND
 
 
+def random_inputs(case: dict, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """Seeded ``x``, ``weight``, ``bias`` (None without ``case['bias']``) and ``grad_out`` of a
+    worker case whose ``shape`` is (N, C, H, W, K)."""
+    torch.manual_seed(case.get('seed', 0))
+    n, c, h, w, k = case['shape']
+    x = torch.randn(n, c, h, w, dtype=dtype)
+    weight = torch.randn(c, 1, k, k, dtype=dtype)
+    bias = torch.randn(c, dtype=dtype) if case['bias'] else None
+    return x, weight, bias, torch.randn(n, c, h, w, dtype=dtype)
+
+
 def reference(x: torch.Tensor, weight: torch.Tensor, grad_out: torch.Tensor) -> dict:
     """float64 output and gradients of the bias-free conv (the kernels add the bias last)."""
     x, weight = (t.double().requires_grad_() for t in (x, weight))

@@ -13,10 +13,10 @@ if os.environ.get('TRITON_INTERPRET') != '1':
     sys.exit('run with TRITON_INTERPRET=1 (set before triton is imported)')
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from mmreplk.ops import _triton_depthwise as kernels  # noqa: E402
 from mmreplk.ops import depthwise_conv2d  # noqa: E402
+from tc_reference import random_inputs, reference  # noqa: E402
 
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
@@ -29,21 +29,14 @@ def run_case(case: dict) -> dict:
     """Errors of the forward and all gradients: through the autograd op with ``impl`` (default
     'triton'), or (``all_configs``) of the raw kernels under every tile configuration the GPU
     autotuner may pick."""
-    torch.manual_seed(case.get('seed', 0))
     dtype = DTYPES[case['dtype']]
+    x, weight, bias, grad_out = random_inputs(case, dtype)
     n, c, h, w, k = case['shape']
-    x = torch.randn(n, c, h, w, dtype=dtype)
-    weight = torch.randn(c, 1, k, k, dtype=dtype)
-    bias = torch.randn(c, dtype=dtype) if case['bias'] else None
-    grad_out = torch.randn(n, c, h, w, dtype=dtype)
 
-    ref_inputs = [t.double().requires_grad_() for t in (x, weight)]
-    ref_bias = bias.double().requires_grad_() if bias is not None else None
-    ref = F.conv2d(*ref_inputs, ref_bias, padding=k // 2, groups=c)
-    ref.backward(grad_out.double())
-    ref_grads = dict(out=ref, grad_x=ref_inputs[0].grad, grad_w=ref_inputs[1].grad)
-    if ref_bias is not None:
-        ref_grads['grad_b'] = ref_bias.grad
+    ref_grads = reference(x, weight, grad_out)
+    if bias is not None:
+        ref_grads['out'] = ref_grads['out'] + bias.double().view(1, c, 1, 1)
+        ref_grads['grad_b'] = grad_out.double().sum((0, 2, 3))
 
     errors = {}
     if case.get('all_configs'):

@@ -16,7 +16,7 @@ import torch  # noqa: E402
 
 from mmreplk.ops import _triton_tc_depthwise as tc  # noqa: E402
 
-from tc_reference import errors, reference  # noqa: E402
+from tc_reference import errors, random_inputs, reference  # noqa: E402
 
 DTYPES = {'fp32': torch.float32, 'tf32': torch.float32, 'fp16': torch.float16,
           'bf16': torch.bfloat16}
@@ -48,14 +48,10 @@ def pinned_configs(family_name: str) -> list[dict]:
 
 
 def run_case(case: dict) -> dict:
-    torch.manual_seed(case.get('seed', 0))
     torch.backends.cudnn.allow_tf32 = case['dtype'] == 'tf32'
     dtype = DTYPES[case['dtype']]
+    x, weight, bias, grad_out = random_inputs(case, dtype)
     n, c, h, w, k = case['shape']
-    x = torch.randn(n, c, h, w, dtype=dtype)
-    weight = torch.randn(c, 1, k, k, dtype=dtype)
-    bias = torch.randn(c, dtype=dtype) if case['bias'] else None
-    grad_out = torch.randn(n, c, h, w, dtype=dtype)
     ref = reference(x, weight, grad_out)
     if bias is not None:
         ref['out'] += bias.double().view(1, c, 1, 1)
