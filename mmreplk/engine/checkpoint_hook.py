@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os.path as osp
 
-from mmengine.dist import all_gather_object, get_rank, get_world_size, is_main_process
+from mmengine.dist import (all_gather_object, all_reduce_params, get_rank, get_world_size,
+                           is_main_process)
 from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
@@ -24,7 +25,7 @@ class CrashSafeCheckpointHook(CheckpointHook):
     Use it in place of mmengine's hook:
     ``default_hooks = dict(checkpoint=dict(type='CrashSafeCheckpointHook'))`` (the other keys of
     the inherited ``checkpoint`` entry stay). It takes every argument of
-    :class:`mmengine.hooks.CheckpointHook` and changes three things:
+    :class:`mmengine.hooks.CheckpointHook` and changes these things:
 
     * **Atomic files.** For a local ``out_dir`` (and no ``backend_args``), checkpoints are
       written through :class:`~mmreplk.engine.AtomicLocalBackend` and the ``last_checkpoint``
@@ -48,6 +49,10 @@ class CrashSafeCheckpointHook(CheckpointHook):
       iteration-based loops, which replay the data of the iterations already done, and at the
       start of each epoch for epoch-based ones. With ``num_workers > 0`` the transforms run in
       worker processes, whose seeds mmengine derives from ``seed``, and the replay alone is exact.
+
+    * **Buffers of all ranks.** In a multi-process run every rank averages its buffers (BN
+      statistics, which plain BN keeps per rank) right before a save, so the checkpoint holds the
+      state of every rank and a resumed run continues exactly.
 
     Exact resume holds for iteration-based training and for epoch-based training resumed from
     end-of-epoch checkpoints with non-persistent workers; it needs the same number of processes.
@@ -189,6 +194,11 @@ class CrashSafeCheckpointHook(CheckpointHook):
         return states[get_rank()]
 
     def _save_checkpoint_with_step(self, runner, step: int, meta: dict) -> None:
+        if get_world_size() > 1:
+            # Collective call. Only rank 0 writes, so the others' BN statistics would be lost on
+            # resume: every rank takes the mean first (what SyncBuffersHook does at the end of
+            # training), and a resumed run continues from the state every rank had.
+            all_reduce_params(runner.model.buffers(), op='mean')
         if self.save_rng_state:
             # Collective call: every rank reaches this point, only rank 0 writes the file.
             self._gathered_rng = all_gather_object(dict(
