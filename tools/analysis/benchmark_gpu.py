@@ -2,7 +2,8 @@
 ``impl='auto'`` against PyTorch's own paths, written as markdown as it goes.
 
 Examples:
-    # on one GPU (about 6 minutes on an H100, compilation and tuning included)
+    # on one GPU (sized for about 6 minutes on an H100 with compilation and tuning; not yet
+    # timed on one)
     python tools/analysis/benchmark_gpu.py --out work_dirs/gpu_benchmark.md
     # the reduced form on a CPU (under a minute): tiny backbone, two small Table-1 cells
     python tools/analysis/benchmark_gpu.py --device cpu --quick

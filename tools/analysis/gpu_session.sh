@@ -9,7 +9,7 @@
 #       --platform any -d .whl mmengine==0.10.7 mmcv-lite==2.1.0 addict==2.4.0 yapf termcolor \
 #       platformdirs
 # Then, on the GPU box, with .whl/ next to the checkout:
-#   bash tools/analysis/gpu_session.sh            # about 9 minutes on an H100
+#   bash tools/analysis/gpu_session.sh            # at most 200 s + 330 s, see the limits below
 # Limits (seconds): MMREPLK_GPU_TEST_S (default 200), MMREPLK_GPU_BENCH_S (default 330).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
