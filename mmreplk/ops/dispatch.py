@@ -187,7 +187,12 @@ class DepthwiseDispatcher:
                  measure: Measure | None = None,
                  cache_file: str | os.PathLike | None = None) -> None:
         backends = tuple(DWCONV_BACKENDS.module_dict) if backends is None else tuple(backends)
-        built = [DWCONV_BACKENDS.build(dict(type=b)) if isinstance(b, str) else b for b in backends]
+        unknown = [b for b in backends if isinstance(b, str) and DWCONV_BACKENDS.get(b) is None]
+        if unknown:
+            raise ValueError(f'unknown depth-wise conv backends {unknown}; registered: '
+                             f'{list(DWCONV_BACKENDS.module_dict)}')
+        # get(), not build(): a backend is no config, and build() warns under another scope.
+        built = [DWCONV_BACKENDS.get(b)() if isinstance(b, str) else b for b in backends]
         self._backends = {backend.name: backend for backend in built}
         self._measure = measure or (lambda bucket, candidates, device:
                                     measure_candidates(candidates, device))

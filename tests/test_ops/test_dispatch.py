@@ -233,6 +233,11 @@ def test_a_damaged_disk_cache_is_ignored(tmp_path):
     assert len(json.loads(cache.read_text())) == 1  # rewritten whole
 
 
+def test_unknown_backend_names_are_refused():
+    with pytest.raises(ValueError, match=r"unknown depth-wise conv backends \['cutlass'\]"):
+        DepthwiseDispatcher(['nchw', 'cutlass'])
+
+
 def test_the_default_backends_are_registered():
     names = DepthwiseDispatcher().names
     assert names[:4] == ('nchw', 'channels_last', 'cpu', 'triton')
