@@ -110,12 +110,10 @@ class Choice:
         impl (str): The backend chosen.
         seconds (dict[str, float]): Measured seconds per run of each candidate timed.
         skipped (dict[str, str]): Candidates not timed or that failed, and why.
-        measured (bool): False when the choice came from :data:`FIXED_ORDER` or a disk cache.
     """
     impl: str
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
-    measured: bool = True
 
     def summary(self) -> str:
         """One line: the choice, then every candidate's time or reason."""
@@ -250,7 +248,7 @@ class DepthwiseDispatcher:
             return choice.impl
         candidates, skipped = self.candidates(pass_name, device, dtype, kernel_size, shape)
         if len(candidates) == 1:
-            self.choices[bucket] = Choice(candidates[0], skipped=skipped, measured=False)
+            self.choices[bucket] = Choice(candidates[0], skipped=skipped)
             return candidates[0]
         if run_args is None or not self.may_measure(device):
             return next((name for name in FIXED_ORDER.get(device.type, ('nchw', ))
@@ -327,7 +325,7 @@ class DepthwiseDispatcher:
         if impl not in self._backends or self._backends[impl].unsupported(
                 bucket.pass_name, device, dtype, bucket.kernel_size, shape):
             return None
-        choice = Choice(impl, measured=False)
+        choice = Choice(impl)
         self.choices[bucket] = choice
         return choice
 
