@@ -24,7 +24,6 @@ import dataclasses
 import datetime
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -32,8 +31,8 @@ import torch
 from torch import nn
 
 from mmreplk.models import RepLKNet, reparameterize
-from mmreplk.ops import (DepthwiseDispatcher, get_dispatcher, implementations, set_depthwise_impl,
-                         use_dispatcher)
+from mmreplk.ops import (DepthwiseDispatcher, autotune_entries, get_dispatcher, implementations,
+                         set_depthwise_impl, use_dispatcher)
 from mmreplk.ops.benchmark import Cell, benchmark_depthwise, format_table
 from mmreplk.utils.timing import device_name, synchronize
 
@@ -178,18 +177,6 @@ STEP_HEADER = ('| setting | images/s | vs nchw | peak memory (GiB) | first step 
                'steady step (ms) |\n|---|---|---|---|---|---|')
 
 
-def _autotune_entries() -> int:
-    """Tunings held by the Triton autotuners of mmreplk's kernels loaded so far."""
-    count = 0
-    for name, module in list(sys.modules.items()):
-        if name.startswith('mmreplk.ops._triton'):
-            for value in vars(module).values():
-                cache = getattr(value, 'cache', None)
-                if isinstance(cache, dict) and hasattr(value, 'configs'):
-                    count += len(cache)
-    return count
-
-
 @contextlib.contextmanager
 def fresh_dispatcher() -> Iterator[DepthwiseDispatcher]:
     """A dispatcher that has measured nothing yet (no disk cache), for first-use costs."""
@@ -214,21 +201,21 @@ def benchmark_backbone_steps(report: MarkdownReport, device: torch.device, arch:
         report.write(_row(nchw, None))
         set_depthwise_impl(model, 'auto')
         with fresh_dispatcher() as dispatcher:
-            tunings = _autotune_entries()
+            tunings = autotune_entries()
             auto = time_steps(train_step(model, images, autocast), device, batch_size, 'auto',
                               runs)
             report.write(_row(auto, nchw))
-            measured, tunings = dispatcher.measurements, _autotune_entries() - tunings
+            measured, tunings = dispatcher.measurements, autotune_entries() - tunings
             report.write(f'\nFirst use of `auto` at {size}x{size}: '
                          f'{auto.first_s - auto.median_s:.1f} s over a steady step '
                          f'({measured} buckets measured, {tunings} Triton tunings).')
             other = torch.randn(batch_size, 3, second_size, second_size, device=device)
-            before, tunings = dispatcher.measurements, _autotune_entries()
+            before, tunings = dispatcher.measurements, autotune_entries()
             again = time_steps(train_step(model, other, autocast), device, batch_size,
                                f'auto {second_size}', runs=2)
             report.write(f'A new size in the same buckets ({second_size}x{second_size}): '
                          f'{dispatcher.measurements - before} buckets measured, '
-                         f'{_autotune_entries() - tunings} Triton tunings, first step '
+                         f'{autotune_entries() - tunings} Triton tunings, first step '
                          f'{again.first_s:.2f} s against {again.median_s:.2f} s steady.')
             report.write(f'\nWhat `auto` chose ({precision}):\n\n{dispatcher.table()}')
         del model, images

@@ -10,7 +10,8 @@ from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
-from .fileio import ATOMIC_BACKEND, AtomicWriteError, atomic_write, remove_stale_tmp_files
+from ..utils.fileio import AtomicWriteError, atomic_write, remove_stale_tmp_files
+from .fileio import ATOMIC_BACKEND
 from .resume import POINTER_NAME, CheckpointSaveError, save_failure_message
 from .rng import get_data_rng_state, get_model_rng_state, set_data_rng_state, set_model_rng_state
 

@@ -88,6 +88,7 @@ import triton
 
 from . import _triton_tc_kernels as kernels
 from ._triton_depthwise import _check_device, _upcast, interpreting
+from .precision import fp32_convs_use_tf32, width_alignment
 
 #: Largest H * W the dense-Toeplitz family takes (R = 32).
 TOEPLITZ_MAX_PIXELS = 1024
@@ -155,14 +156,14 @@ def dot_precision(dtype: torch.dtype) -> str:
         str: 'tf32' for fp32 while ``torch.backends.cudnn.allow_tf32`` is on, else 'ieee'
         (fp32 on CUDA-core FMAs; fp16/bf16 ignore it and use tensor cores).
     """
-    return 'tf32' if dtype == torch.float32 and torch.backends.cudnn.allow_tf32 else 'ieee'
+    return 'tf32' if dtype == torch.float32 and fp32_convs_use_tf32() else 'ieee'
 
 
 def _launch(name: str, grid: Callable[[dict], tuple], pointers: tuple, shape: torch.Size,
             config: dict | None, *extra: int, **constants) -> None:
     """Runs kernel ``name`` autotuned (CUDA, ``config`` None) or with pinned tiles."""
     n, c, h, w = shape
-    constants['ALIGN'] = 8 if w % 8 == 0 else 1
+    constants['ALIGN'] = width_alignment(w)
     sizes = (n, c, h, w) + tuple(triton.next_power_of_2(size) for size in (n, h, w)) + extra
     with torch.cuda.device(pointers[0].device) if pointers[0].is_cuda else nullcontext():
         if config is None and not interpreting():

@@ -35,6 +35,7 @@ from mmengine.logging import MMLogger
 
 from mmreplk.utils.timing import synchronize, time_round_robin
 from .backends import DWCONV_BACKENDS, PASSES, DepthwiseBackend, Shape
+from .precision import fp32_convs_use_tf32
 
 #: Environment variable naming a JSON file where choices persist across processes.
 CACHE_ENV = 'MMREPLK_DWCONV_CACHE'
@@ -91,8 +92,7 @@ class Bucket:
            shape: Shape) -> 'Bucket':
         """The bucket of one call."""
         n, c, h, w = shape
-        tf32 = (device.type == 'cuda' and dtype == torch.float32
-                and torch.backends.cudnn.allow_tf32)
+        tf32 = device.type == 'cuda' and dtype == torch.float32 and fp32_convs_use_tf32()
         return cls(device_key(device), str(dtype).removeprefix('torch.'), tf32, pass_name,
                    kernel_size, c, _bucket_size(n), _bucket_size(h), _bucket_size(w))
 

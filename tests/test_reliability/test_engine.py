@@ -14,12 +14,11 @@ from mmengine.fileio import get_file_backend
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from mmreplk.engine import (ATOMIC_BACKEND, RNG_STATE_KEY, TMP_SUFFIX, AtomicLocalBackend,
-                            CheckpointSaveError, atomic_write, get_data_rng_state,
-                            get_model_rng_state, remove_stale_tmp_files, set_data_rng_state,
-                            set_model_rng_state)
-from mmreplk.engine import fileio as engine_fileio
-from mmreplk.utils import load_checkpoint_file
+from mmreplk.engine import (ATOMIC_BACKEND, RNG_STATE_KEY, AtomicLocalBackend,
+                            CheckpointSaveError, get_data_rng_state, get_model_rng_state,
+                            set_data_rng_state, set_model_rng_state)
+from mmreplk.utils import TMP_SUFFIX, atomic_write, load_checkpoint_file, remove_stale_tmp_files
+from mmreplk.utils import fileio as utils_fileio
 from .toy_runner import ToyModel, next_experiment_name, run_toy, toy_loader, weights
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +50,7 @@ def test_failed_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
     def disk_full(fd):
         raise OSError(28, 'No space left on device')
 
-    monkeypatch.setattr(engine_fileio.os, 'fsync', disk_full)
+    monkeypatch.setattr(utils_fileio.os, 'fsync', disk_full)
     with pytest.raises(OSError, match='No space left'):
         atomic_write(b'half', target)
     assert target.read_bytes() == b'complete'
@@ -63,10 +62,10 @@ def test_sigkill_during_atomic_write_never_exposes_a_partial_file(tmp_path):
     # rename: the final name must keep the old content, the temp file is cleaned up later.
     target = tmp_path / 'iter_6.pth'
     atomic_write(b'old checkpoint', target)
-    # The child loads fileio.py alone (it needs only mmengine), which keeps it quick to start.
+    # The child loads fileio.py alone (standard library only), which keeps it quick to start.
     child = textwrap.dedent(f"""
         import importlib.util, os, signal
-        spec = importlib.util.spec_from_file_location('fileio', {engine_fileio.__file__!r})
+        spec = importlib.util.spec_from_file_location('fileio', {utils_fileio.__file__!r})
         fileio = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(fileio)
         fileio.os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)
@@ -181,7 +180,7 @@ def test_fine_tuning_from_a_checkpoint_does_not_restore_its_rng_state(tmp_path):
 
 def test_max_keep_ckpts_deletes_only_after_the_new_checkpoint_is_in_place(tmp_path, monkeypatch):
     run_toy(tmp_path, max_iters=3, max_keep_ckpts=1)
-    real_fsync = engine_fileio.os.fsync
+    real_fsync = utils_fileio.os.fsync
     writes = []
 
     def fail_on_checkpoint(fd):
@@ -191,7 +190,7 @@ def test_max_keep_ckpts_deletes_only_after_the_new_checkpoint_is_in_place(tmp_pa
             raise OSError(5, 'Input/output error')
         real_fsync(fd)
 
-    monkeypatch.setattr(engine_fileio.os, 'fsync', fail_on_checkpoint)
+    monkeypatch.setattr(utils_fileio.os, 'fsync', fail_on_checkpoint)
     with pytest.raises(CheckpointSaveError, match='Input/output error'):
         run_toy(tmp_path, max_iters=6, max_keep_ckpts=1, resume=True)
     names = sorted(p.name for p in tmp_path.iterdir() if p.is_file())

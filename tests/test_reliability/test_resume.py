@@ -19,10 +19,10 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 
 from mmreplk.apis import exit_on_user_error
-from mmreplk.engine import (TMP_SUFFIX, CheckpointResumeError, CheckpointSaveError,
-                            checkpoint_damage, find_resume_checkpoint, resolve_resume,
-                            resume_command)
-from mmreplk.engine import fileio as engine_fileio
+from mmreplk.engine import (CheckpointResumeError, CheckpointSaveError, checkpoint_damage,
+                            find_resume_checkpoint, resolve_resume, resume_command)
+from mmreplk.utils import TMP_SUFFIX
+from mmreplk.utils import fileio as utils_fileio
 from .toy_runner import run_toy, weights
 
 
@@ -238,7 +238,7 @@ def test_a_full_disk_ends_the_run_with_what_to_do_and_consistent_files(tmp_path,
         opened.append(fd)
         return _DiskFullFile(real_fdopen(fd, mode))
 
-    monkeypatch.setattr(engine_fileio.os, 'fdopen', fdopen)
+    monkeypatch.setattr(utils_fileio.os, 'fdopen', fdopen)
     with pytest.raises(CheckpointSaveError) as error:
         run_toy(tmp_path, max_iters=6, resume=True)
     assert len(opened) == 1  # nothing written after the failed checkpoint

@@ -19,8 +19,8 @@ import torch
 from helpers import free_port
 
 from mmreplk.datasets.demo import generate_demo_dataset
-from mmreplk.engine import TMP_SUFFIX, checkpoint_damage
-from mmreplk.utils import load_checkpoint_file
+from mmreplk.engine import checkpoint_damage
+from mmreplk.utils import TMP_SUFFIX, load_checkpoint_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO_ROOT / 'configs' / 'demo' / 'upernet_replknet_tiny_demo.py'
