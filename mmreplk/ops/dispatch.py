@@ -311,8 +311,7 @@ class DepthwiseDispatcher:
                              f'({EXCLUDE_ENV}); choose from {list(self._backends)}')
         self._measure = measure or (lambda bucket, candidates, device:
                                     measure_candidates(candidates, device, clock=clock))
-        cache_file = cache_file if cache_file is not None else os.environ.get(CACHE_ENV)
-        self.cache = ChoiceCache(cache_file) if cache_file else None
+        self.cache_file = cache_file if cache_file is not None else os.environ.get(CACHE_ENV)
         self.choices: dict[Bucket, Choice] = {}
         #: Buckets measured by this dispatcher (the cost of a first use).
         self.measurements = 0
@@ -321,8 +320,12 @@ class DepthwiseDispatcher:
 
     @property
     def cache_file(self) -> str | None:
-        """The disk cache's path, or None."""
+        """The disk cache's path, or None (setting it starts another cache)."""
         return self.cache.path if self.cache else None
+
+    @cache_file.setter
+    def cache_file(self, path: str | os.PathLike | None) -> None:
+        self.cache = ChoiceCache(path) if path else None
 
     # -- which backend -------------------------------------------------------------------------
     @property
