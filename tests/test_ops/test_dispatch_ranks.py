@@ -1,0 +1,65 @@
+"""impl='auto' in a multi-process job: every rank runs the same choice, whatever its own clock says.
+
+Two gloo processes, each with a fake clock under which another backend is fastest, resolve buckets
+in different orders (and one bucket on one rank only, as images of other sizes per rank would):
+both must end with the same backend per bucket, each bucket measured by one rank, and no hang.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+_RANK = textwrap.dedent('''
+    import json, sys
+    import torch
+    import torch.distributed as dist
+    from mmreplk.ops import DepthwiseDispatcher
+
+    store, rank, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    dist.init_process_group('gloo', init_method=f'file://{store}', rank=rank, world_size=2)
+    now = [0.0]
+    fastest_first = [('nchw', 'channels_last', 'cpu'), ('cpu', 'channels_last', 'nchw')][rank]
+    delays = {name: float(i + 1) for i, name in enumerate(fastest_first)}
+
+    def clock():
+        return now[0]
+
+    def run_args(name):
+        def run():
+            now[0] += delays[name]
+        return run
+
+    dispatcher = DepthwiseDispatcher(['nchw', 'channels_last', 'cpu'], clock=clock)
+    kernel_sizes = [3, 5, 7, 9] if rank == 0 else [9, 7, 5, 11]
+    for kernel_size in kernel_sizes:
+        for pass_name in ('forward', 'input_grad'):
+            dispatcher.resolve(pass_name, 'auto', torch.device('cpu'), torch.float32,
+                               kernel_size, (2, 8, 16, 16), run_args)
+    dist.barrier()
+    with open(out, 'w') as file:
+        json.dump({'measurements': dispatcher.measurements,
+                   'choices': {str(b): [c.impl, c.source] for b, c in dispatcher.choices.items()}},
+                  file)
+    dist.destroy_process_group()
+''')
+
+
+def test_every_rank_runs_the_same_choice(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OMP_NUM_THREADS='1')
+    outs = [tmp_path / f'rank{rank}.json' for rank in range(2)]
+    ranks = [subprocess.Popen([sys.executable, '-c', _RANK, str(tmp_path / 'store'), str(rank),
+                               str(out)], env=env) for rank, out in enumerate(outs)]
+    assert [rank.wait(timeout=300) for rank in ranks] == [0, 0]
+    first, second = (json.loads(out.read_text()) for out in outs)
+    shared = set(first['choices']) & set(second['choices'])
+    assert len(shared) == 6  # K = 5, 7, 9, two passes each
+    for bucket in shared:
+        assert first['choices'][bucket][0] == second['choices'][bucket][0], bucket
+        assert {first['choices'][bucket][1], second['choices'][bucket][1]} in (
+            {'measured', 'from rank 1'}, {'measured', 'from rank 0'})
+    # Buckets met by one rank only are measured there, without waiting for the other.
+    assert first['measurements'] + second['measurements'] == 10
+    # Each rank's own clock decided what it measured.
+    for choices, fastest in ((first['choices'], 'nchw'), (second['choices'], 'cpu')):
+        assert {impl for impl, source in choices.values() if source == 'measured'} == {fastest}
