@@ -559,7 +559,7 @@ def summarize(choices: Mapping[Bucket, Choice]) -> str:
         return '0 buckets'
     sources = Counter(choice.source for choice in choices.values())
     cost = sum(choice.cost for choice in choices.values())
-    origins = ', '.join(f'{source}: {count}' + (f' in {cost:.3g} s' if source == 'measured' else '')
+    origins = ', '.join(f'{source}: {count}' + (f' in {cost:.2f} s' if source == 'measured' else '')
                         for source, count in sources.most_common())
     paths = []
     for pass_name in PASSES:
