@@ -381,10 +381,12 @@ class DepthwiseDispatcher:
             # Not kept: measuring may decide once it is allowed.
             known = self._published(bucket, candidates) or self._known(bucket, candidates)
             return known.impl if known else self._fixed(device, candidates)
-        choice = self._shared(bucket, candidates, lambda: self._known(
-            bucket, candidates) or self._measure_bucket(bucket, candidates, skipped, run_args,
-                                                        device))
-        return self._keep(bucket, choice).impl
+
+        def decide() -> Choice:
+            return (self._known(bucket, candidates)
+                    or self._measure_bucket(bucket, candidates, skipped, run_args, device))
+
+        return self._keep(bucket, self._shared(bucket, candidates, decide)).impl
 
     def candidates(self, pass_name: str, device: torch.device, dtype: torch.dtype,
                    kernel_size: int, shape: Shape) -> tuple[list[str], dict[str, str]]:
