@@ -2,7 +2,8 @@
 
 Two gloo processes, each with a fake clock under which another backend is fastest, resolve buckets
 in different orders (and one bucket on one rank only, as images of other sizes per rank would):
-both must end with the same backend per bucket, each bucket measured by one rank, and no hang.
+both must end with the same backend per bucket, each bucket measured by one rank, and no hang,
+also when the rank deciding a bucket fails.
 """
 import json
 import os
@@ -37,8 +38,20 @@ _RANK = textwrap.dedent('''
             dispatcher.resolve(pass_name, 'auto', torch.device('cpu'), torch.float32,
                                kernel_size, (2, 8, 16, 16), run_args)
     dist.barrier()
+
+    def broken(name):
+        def run():
+            raise RuntimeError(f'{name} is broken')
+        return run
+
+    try:  # the rank deciding fails: the other must fail too, not wait for ever
+        dispatcher.resolve('forward', 'auto', torch.device('cpu'), torch.float32, 13,
+                           (2, 8, 16, 16), broken)
+        failure = None
+    except RuntimeError as error:
+        failure = str(error)
     with open(out, 'w') as file:
-        json.dump({'measurements': dispatcher.measurements,
+        json.dump({'measurements': dispatcher.measurements, 'failure': failure,
                    'choices': {str(b): [c.impl, c.source] for b, c in dispatcher.choices.items()}},
                   file)
     dist.destroy_process_group()
@@ -63,3 +76,6 @@ def test_every_rank_runs_the_same_choice(tmp_path):
     # Each rank's own clock decided what it measured.
     for choices, fastest in ((first['choices'], 'nchw'), (second['choices'], 'cpu')):
         assert {impl for impl, source in choices.values() if source == 'measured'} == {fastest}
+    failures = sorted(result['failure'] for result in (first, second))
+    assert failures[0].startswith('every depth-wise conv backend failed')
+    assert failures[1].startswith('the rank that chose the depth-wise conv path')
