@@ -79,8 +79,8 @@ def read_choices(path: str | os.PathLike, max_bytes: int = MAX_BYTES) -> dict[st
         raise NotAChoiceFile(f'{path} holds more than {max_bytes} bytes, more than a choice file')
     try:
         content = json.loads(data)
-    except ValueError as error:
-        raise NotAChoiceFile(f'{path} is not JSON ({error})') from None
+    except (ValueError, RecursionError) as error:  # deep nesting exhausts the parser's stack
+        raise NotAChoiceFile(f'{path} is not JSON ({type(error).__name__}: {error})') from None
     if not isinstance(content, dict):
         raise NotAChoiceFile(f'{path} holds a JSON {type(content).__name__}, not an object of '
                              'bucket -> backend')
@@ -117,8 +117,11 @@ class ChoiceCache:
     def _fault(self, what: str, error: BaseException, disable: bool = True) -> None:
         if disable:
             self.disabled = f'{what}: {error}'
-        message = (f'depth-wise conv cache {self.path} {what}: {error}. Choices are measured '
-                   f'instead; point MMREPLK_DWCONV_CACHE at a writable JSON file, or unset it.')
+            advice = ('it is not used for the rest of the run (choices are measured instead); '
+                      'point MMREPLK_DWCONV_CACHE at a writable JSON file, or unset it')
+        else:
+            advice = 'the choices are written with the next one'
+        message = f'depth-wise conv cache {self.path} {what}: {error}; {advice}.'
         logger = MMLogger.get_current_instance()
         if self._warned:
             logger.debug(message)

@@ -460,9 +460,9 @@ def _measure_with_cache(cache, backends=None, buckets=1):
 
 
 @pytest.mark.parametrize('content', ['null', '5', '[1, 2]', '"nchw"', '{not json', '{"b": 5}',
-                                     '\xff\xfe'],
+                                     '\xff\xfe', '[' * 100000],
                          ids=['null', 'number', 'list', 'string', 'not-json', 'not-a-backend',
-                              'not-utf8'])
+                              'not-utf8', 'deeply-nested'])
 def test_a_file_that_is_not_a_cache_is_warned_about_once_and_kept(tmp_path, logged, content):
     cache = tmp_path / 'choices.json'
     cache.write_bytes(content.encode('latin-1'))
