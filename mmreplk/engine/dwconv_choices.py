@@ -8,6 +8,11 @@ a validation or a test), logs one INFO line when the run ends, and, when the run
 (``--resume``), pins the table's choices before the first forward, so a resumed run runs the
 paths its first part measured instead of timing them again (timing may pick another, equally
 exact path, whose rounding differs).
+
+A training run that does not resume starts a new table. A resumed run adds its choices to the
+table, and so does a test run (``tools/test.py`` writes to the training's work dir by default),
+which leaves the training's entries as they are, so a later ``--resume`` still takes the
+training's paths.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from mmreplk.ops.choice_file import read_choices
+from mmreplk.ops.choice_file import read_choices, read_records
 from mmreplk.ops.dispatch import Bucket, get_dispatcher, summarize
 from mmreplk.utils.fileio import atomic_write
 
@@ -44,6 +49,7 @@ class DwconvChoicesHook(Hook):
         self._before: set[Bucket] = set()
         self._saved = -1
         self._failed = False
+        self._training = self._resuming = False
 
     def path(self, runner) -> str:
         """The table's path in ``runner``'s work dir."""
@@ -54,7 +60,8 @@ class DwconvChoicesHook(Hook):
         self._before = set(dispatcher.choices)
         # mmengine keeps --resume as Runner._resume (a Runner built without a config has no
         # cfg.resume); either says the run continues an earlier one in this work dir.
-        if not (getattr(runner, '_resume', False) or runner.cfg.get('resume', False)):
+        self._resuming = bool(getattr(runner, '_resume', False) or runner.cfg.get('resume', False))
+        if not self._resuming:
             return
         path = self.path(runner)
         try:
@@ -64,6 +71,9 @@ class DwconvChoicesHook(Hook):
                                   f'({error}); impl=auto measures again.')
             return
         dispatcher.pin(pinned)
+
+    def before_train(self, runner) -> None:
+        self._training = True
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         self._save(runner)
@@ -86,8 +96,16 @@ class DwconvChoicesHook(Hook):
         dispatcher = get_dispatcher()
         if len(dispatcher.choices) == self._saved or self._failed or not is_main_process():
             return
+        path = self.path(runner)
         try:
-            atomic_write(json.dumps(dispatcher.records(), indent=1), self.path(runner))
+            earlier = {} if self._training and not self._resuming else read_records(path)
+        except (OSError, ValueError):
+            earlier = {}  # not a table: replaced
+        ours = {bucket: record for bucket, record in dispatcher.records().items()
+                if not (record['source'] == 'from the work dir' and bucket in earlier)}
+        table = {**earlier, **ours} if self._training else {**ours, **earlier}
+        try:
+            atomic_write(json.dumps(table, indent=1), path)
         except OSError as error:
             # The table serves resuming; training goes on without it.
             self._failed = True

@@ -61,6 +61,13 @@ def read_choices(path: str | os.PathLike, max_bytes: int = MAX_BYTES) -> dict[st
             not a mapping of bucket -> backend name).
         OSError: The file cannot be read.
     """
+    return {bucket: value['impl'] if isinstance(value, dict) else value
+            for bucket, value in read_records(path, max_bytes).items()}
+
+
+def read_records(path: str | os.PathLike, max_bytes: int = MAX_BYTES) -> dict[str, str | dict]:
+    """The entries of a choice file as they are stored (a name, or an object with ``impl``),
+    checked as :func:`read_choices` checks them."""
     path = os.fspath(path)
     try:
         mode = os.stat(path).st_mode
@@ -84,13 +91,11 @@ def read_choices(path: str | os.PathLike, max_bytes: int = MAX_BYTES) -> dict[st
     if not isinstance(content, dict):
         raise NotAChoiceFile(f'{path} holds a JSON {type(content).__name__}, not an object of '
                              'bucket -> backend')
-    choices = {}
     for bucket, value in content.items():
         impl = value.get('impl') if isinstance(value, dict) else value
         if not isinstance(impl, str):
             raise NotAChoiceFile(f'{path} maps {bucket!r} to {value!r}, not to a backend name')
-        choices[bucket] = impl
-    return choices
+    return content
 
 
 class ChoiceCache:

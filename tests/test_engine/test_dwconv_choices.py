@@ -3,16 +3,18 @@ after --resume."""
 import itertools
 import json
 import logging
+from types import SimpleNamespace
 
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
 from mmreplk.apis.runner import add_dwconv_choices_hook
-from mmreplk.engine.dwconv_choices import CHOICES_FILE
-from mmreplk.ops import DepthwiseConv2d, DepthwiseDispatcher, use_dispatcher
+from mmreplk.engine.dwconv_choices import CHOICES_FILE, DwconvChoicesHook
+from mmreplk.ops import Bucket, DepthwiseConv2d, DepthwiseDispatcher, use_dispatcher
 
 _RUNS = itertools.count()
 _BACKENDS = ['nchw', 'channels_last', 'cpu']
@@ -105,7 +107,26 @@ def test_a_run_that_does_not_resume_measures_again(tmp_path):
     with use_dispatcher(dispatcher):
         _train(_runner(tmp_path, max_iters=2))
     assert dispatcher.measurements == 2
-    assert 'anything' not in json.loads((tmp_path / CHOICES_FILE).read_text())
+    assert 'anything' not in json.loads((tmp_path / CHOICES_FILE).read_text())  # a new table
+
+
+def test_a_test_run_keeps_the_trainings_entries(tmp_path):
+    table = tmp_path / CHOICES_FILE
+    bucket = str(Bucket.of('forward', torch.device('cpu'), torch.float32, 7, (2, 4, 8, 8)))
+    earlier = {bucket: {'impl': 'cpu', 'seconds': {'cpu': 1.0}}, 'elsewhere': 'nchw'}
+    table.write_text(json.dumps(earlier))
+    hook = DwconvChoicesHook()
+    runner = SimpleNamespace(work_dir=str(tmp_path), cfg=Config(),
+                             logger=MMLogger.get_current_instance())
+    dispatcher = DepthwiseDispatcher(_BACKENDS, measure=lambda bucket, candidates, device: {
+        name: 1.0 for name in candidates})
+    with use_dispatcher(dispatcher):
+        hook.before_run(runner)
+        _ConvModel().conv(torch.randn(2, 4, 8, 8))  # what a test run measures
+        hook.after_test_epoch(runner)
+    written = json.loads(table.read_text())
+    assert written[bucket] == earlier[bucket] and written['elsewhere'] == 'nchw'
+    assert len(written) == 2 and dispatcher.measurements == 1
 
 
 def test_a_damaged_table_is_ignored_on_resume(tmp_path):
