@@ -186,10 +186,17 @@ class BackendDeviceError(RuntimeError):
             f"impl='nchw' (configs: --cfg-options model.backbone.dwconv_impl=nchw).")
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether an error is an allocation that failed: the caching allocator's
+    ``torch.OutOfMemoryError``, or CUDA's own (``cudaErrorMemoryAllocation``, not sticky)."""
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and 'out of memory' in str(error))
+
+
 def is_device_error(error: BaseException) -> bool:
     """Whether an error leaves the device unusable (a sticky CUDA error), unlike an out of memory
     or a Python exception, after which other candidates can still run."""
-    if isinstance(error, torch.OutOfMemoryError):
+    if is_out_of_memory(error):
         return False
     accelerator_error = getattr(torch, 'AcceleratorError', ())
     return isinstance(error, accelerator_error) or (
@@ -459,7 +466,7 @@ class DepthwiseDispatcher:
             raise BackendDeviceError(error.backend, error.error, str(bucket)) from error.error
         seconds = {name: r for name, r in results.items() if not isinstance(r, BaseException)}
         out_of_memory = [name for name, r in results.items()
-                         if isinstance(r, torch.OutOfMemoryError)]
+                         if isinstance(r, BaseException) and is_out_of_memory(r)]
         failed = {name: f'raised {type(r).__name__}: {r}' for name, r in results.items()
                   if isinstance(r, BaseException) and name not in out_of_memory}
         logger = MMLogger.get_current_instance()

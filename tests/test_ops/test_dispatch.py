@@ -345,10 +345,14 @@ def test_fp32_precision_set_apart_from_rnn_never_raises(monkeypatch):
 
 
 # -- candidates that fail ----------------------------------------------------------------------
-def test_an_out_of_memory_candidate_is_skipped_and_not_cached(tmp_path):
+@pytest.mark.parametrize('error', [
+    torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB'),
+    torch.AcceleratorError('CUDA error: out of memory'),
+], ids=['caching-allocator', 'cuda'])
+def test_an_out_of_memory_candidate_is_skipped_and_not_cached(tmp_path, error):
     cache = tmp_path / 'choices.json'
     clock = FakeClock()
-    greedy = ToyBackend('greedy', error=torch.OutOfMemoryError('CUDA out of memory.'))
+    greedy = ToyBackend('greedy', error=error)
     dispatcher = DepthwiseDispatcher([greedy, ToyBackend('a', delay=2.0, clock=clock),
                                       ToyBackend('b', delay=1.0, clock=clock)],
                                      clock=clock, cache_file=cache)
