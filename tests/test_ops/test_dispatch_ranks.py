@@ -6,47 +6,40 @@ both must end with the same backend per bucket, each bucket measured by one rank
 also when the rank deciding a bucket fails.
 """
 import json
-import os
-import subprocess
-import sys
-import textwrap
+import multiprocessing
 
-_RANK = textwrap.dedent('''
-    import json, sys
-    import torch
-    import torch.distributed as dist
-    from mmreplk.ops import DepthwiseDispatcher
+import torch
+import torch.distributed as dist
 
-    store, rank, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+from mmreplk.ops import DepthwiseDispatcher
+
+CPU = torch.device('cpu')
+
+
+def _rank(store: str, rank: int, out: str) -> None:
     dist.init_process_group('gloo', init_method=f'file://{store}', rank=rank, world_size=2)
     now = [0.0]
     fastest_first = [('nchw', 'channels_last', 'cpu'), ('cpu', 'channels_last', 'nchw')][rank]
     delays = {name: float(i + 1) for i, name in enumerate(fastest_first)}
-
-    def clock():
-        return now[0]
 
     def run_args(name):
         def run():
             now[0] += delays[name]
         return run
 
-    dispatcher = DepthwiseDispatcher(['nchw', 'channels_last', 'cpu'], clock=clock)
-    kernel_sizes = [3, 5, 7, 9] if rank == 0 else [9, 7, 5, 11]
-    for kernel_size in kernel_sizes:
-        for pass_name in ('forward', 'input_grad'):
-            dispatcher.resolve(pass_name, 'auto', torch.device('cpu'), torch.float32,
-                               kernel_size, (2, 8, 16, 16), run_args)
-    dist.barrier()
-
     def broken(name):
         def run():
             raise RuntimeError(f'{name} is broken')
         return run
 
+    dispatcher = DepthwiseDispatcher(['nchw', 'channels_last', 'cpu'], clock=lambda: now[0])
+    for kernel_size in [3, 5, 7, 9] if rank == 0 else [9, 7, 5, 11]:
+        for pass_name in ('forward', 'input_grad'):
+            dispatcher.resolve(pass_name, 'auto', CPU, torch.float32, kernel_size,
+                               (2, 8, 16, 16), run_args)
+    dist.barrier()
     try:  # the rank deciding fails: the other must fail too, not wait for ever
-        dispatcher.resolve('forward', 'auto', torch.device('cpu'), torch.float32, 13,
-                           (2, 8, 16, 16), broken)
+        dispatcher.resolve('forward', 'auto', CPU, torch.float32, 13, (2, 8, 16, 16), broken)
         failure = None
     except RuntimeError as error:
         failure = str(error)
@@ -55,15 +48,19 @@ _RANK = textwrap.dedent('''
                    'choices': {str(b): [c.impl, c.source] for b, c in dispatcher.choices.items()}},
                   file)
     dist.destroy_process_group()
-''')
 
 
 def test_every_rank_runs_the_same_choice(tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OMP_NUM_THREADS='1')
     outs = [tmp_path / f'rank{rank}.json' for rank in range(2)]
-    ranks = [subprocess.Popen([sys.executable, '-c', _RANK, str(tmp_path / 'store'), str(rank),
-                               str(out)], env=env) for rank, out in enumerate(outs)]
-    assert [rank.wait(timeout=300) for rank in ranks] == [0, 0]
+    # fork: the ranks need nothing but this module, already imported, and run no torch kernels.
+    context = multiprocessing.get_context('fork')
+    ranks = [context.Process(target=_rank, args=(str(tmp_path / 'store'), rank, str(out)))
+             for rank, out in enumerate(outs)]
+    for rank in ranks:
+        rank.start()
+    for rank in ranks:
+        rank.join(timeout=120)
+    assert [rank.exitcode for rank in ranks] == [0, 0]
     first, second = (json.loads(out.read_text()) for out in outs)
     shared = set(first['choices']) & set(second['choices'])
     assert len(shared) == 6  # K = 5, 7, 9, two passes each
