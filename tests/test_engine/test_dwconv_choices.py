@@ -5,7 +5,6 @@ import json
 import logging
 from types import SimpleNamespace
 
-import pytest
 import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger
