@@ -23,6 +23,7 @@ from mmengine.runner import Runner
 
 from mmreplk.datasets.layout import check_dataset_layout
 from mmreplk.engine import resolve_resume
+from mmreplk.engine.dwconv_choices import DwconvChoicesHook
 from mmreplk.utils import ToolError
 
 _SYNC_NORMS = ('SyncBN', 'MMSyncBN')
@@ -153,8 +154,27 @@ def _process_group_scope() -> Iterator[bool]:
             gc.collect()
 
 
+def add_dwconv_choices_hook(cfg: Config) -> Config:
+    """Adds :class:`~mmreplk.engine.dwconv_choices.DwconvChoicesHook` to ``custom_hooks``
+    unless the config has one: every run keeps its depth-wise conv choices in its work dir.
+
+    Args:
+        cfg (Config): Full config (edited in place).
+
+    Returns:
+        Config: ``cfg``.
+    """
+    hooks = list(cfg.get('custom_hooks') or [])
+    name = DwconvChoicesHook.__name__
+    if not any(hook.get('type') in (name, DwconvChoicesHook) for hook in hooks):
+        hooks.append(dict(type=name))
+    cfg.custom_hooks = hooks
+    return cfg
+
+
 def build_runner(cfg: Config) -> Runner:
-    """Builds the Runner the way mmseg/mmdet tools do (``runner_type`` honoured).
+    """Builds the Runner the way mmseg/mmdet tools do (``runner_type`` honoured), with the
+    depth-wise conv choices hook (:func:`add_dwconv_choices_hook`).
 
     Args:
         cfg (Config): Full config.
@@ -162,6 +182,7 @@ def build_runner(cfg: Config) -> Runner:
     Returns:
         Runner: The runner.
     """
+    add_dwconv_choices_hook(cfg)
     visualizer = cfg.get('visualizer')
     if isinstance(visualizer, dict):
         # mmseg/mmdet name their visualizer 'visualizer', and mmengine hands back an existing
