@@ -23,7 +23,7 @@ from mmengine.runner import Runner
 
 from mmreplk.datasets.layout import check_dataset_layout
 from mmreplk.engine import resolve_resume
-from mmreplk.utils import ToolError
+from mmreplk.utils import MissingFileError, ToolError
 
 _SYNC_NORMS = ('SyncBN', 'MMSyncBN')
 
@@ -210,7 +210,7 @@ def test(cfg: Config) -> dict:
     check_dataset_layout(cfg, splits=('test',))
     load_from = cfg.get('load_from')
     if not load_from or ('://' not in str(load_from) and not os.path.isfile(load_from)):
-        raise ToolError(f'checkpoint file not found: {load_from}')
+        raise MissingFileError('checkpoint file', load_from)
     with _process_group_scope():
         prepare_distributed(cfg)
         return build_runner(cfg).test()

@@ -13,9 +13,10 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
+from mmreplk.apis import load_config
 from mmreplk.models import reparameterize
-from mmreplk.tasks import max_differences, synthetic_image, task_adapter
-from mmreplk.utils import ToolError, import_optional, is_folded, read_state_dict
+from mmreplk.tasks import DEPLOY_FROM_CHECKPOINT, max_differences, synthetic_image, task_adapter
+from mmreplk.utils import ToolError, import_optional
 
 #: onnxruntime output must match PyTorch within this fraction of the largest output magnitude.
 DEFAULT_RTOL = 1e-4
@@ -124,13 +125,10 @@ def export_onnx(config: str | os.PathLike | Config,
     Returns:
         ExportResult: The file and, with ``check``, the measured difference.
     """
-    cfg = config if isinstance(config, Config) else Config.fromfile(os.fspath(config))
+    cfg = load_config(config)
     task = task_adapter(cfg)
-    # Only the file's form decides whether to fold: a folded file is loaded as it is.
-    folded = is_folded(read_state_dict(checkpoint)[0])
-    model = task.build_model(cfg, checkpoint, deploy=True if folded else None)
-    if not folded:
-        reparameterize(model)
+    # A folded file is loaded as it is (folding it again changes nothing); a trained one folded.
+    model = reparameterize(task.build_model(cfg, checkpoint, deploy=DEPLOY_FROM_CHECKPOINT))
     wrapper = task.export_graph(make_pooling_exportable(model)).eval()
 
     height, width = shape

@@ -26,10 +26,14 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import DATASETS, MODELS, Registry, init_default_scope
 from torch import nn
 
+from mmreplk.models import is_folded
 from mmreplk.utils import ConfigError, load_weights, read_state_dict
 
 #: Task adapters by config ``default_scope``.
 TASK_ADAPTERS = Registry('task adapter')
+
+#: ``deploy`` value of :meth:`TaskAdapter.build_model`: the checkpoint's form decides.
+DEPLOY_FROM_CHECKPOINT = 'checkpoint'
 
 
 class Predictor(abc.ABC):
@@ -109,7 +113,7 @@ class TaskAdapter:
     # -- model building: one way for every task --------------------------------------------
 
     def build_model(self, cfg: Config, checkpoint: str | os.PathLike | None = None,
-                    deploy: bool | None = None, device: str | torch.device = 'cpu',
+                    deploy: bool | str | None = None, device: str | torch.device = 'cpu',
                     strict: str = 'exact') -> nn.Module:
         """Builds the config's model in eval mode with plain BatchNorm, optionally with weights.
 
@@ -121,8 +125,9 @@ class TaskAdapter:
             cfg (Config): The task's config.
             checkpoint (str | os.PathLike, optional): Whole-model weights, read under the trust
                 policy and loaded in ``strict`` mode. Defaults to None.
-            deploy (bool, optional): Sets ``model.backbone.deploy``; None keeps the config's
-                value. Defaults to None.
+            deploy (bool | str, optional): Sets ``model.backbone.deploy``; None keeps the
+                config's value; :data:`DEPLOY_FROM_CHECKPOINT` builds the form the checkpoint
+                holds (folded or not). Defaults to None.
             device (str | torch.device): Where to put the model. Defaults to 'cpu'.
             strict (str): Mode of :func:`~mmreplk.utils.load_weights`. Defaults to 'exact'.
 
@@ -130,6 +135,11 @@ class TaskAdapter:
             nn.Module: The model.
         """
         init_default_scope(self.scope)
+        weights = None if checkpoint is None else read_state_dict(checkpoint)
+        if deploy == DEPLOY_FROM_CHECKPOINT:
+            if weights is None:
+                raise ValueError(f'deploy={DEPLOY_FROM_CHECKPOINT!r} needs a checkpoint')
+            deploy = is_folded(weights[0])
         model_cfg = copy.deepcopy(cfg.model)
         if deploy is not None:
             model_cfg.backbone.deploy = deploy
@@ -141,8 +151,8 @@ class TaskAdapter:
                                   'form; re-parameterization needs a RepLKNet backbone') from None
             raise
         model = revert_sync_batchnorm(model)
-        if checkpoint is not None:
-            state_dict, meta = read_state_dict(checkpoint)
+        if weights is not None:
+            state_dict, meta = weights
             report = load_weights(model, state_dict, strict, os.fspath(checkpoint))
             if report.missing or report.dropped:
                 MMLogger.get_current_instance().warning(report.summary())

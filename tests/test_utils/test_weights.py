@@ -4,8 +4,8 @@ import torch
 from helpers import TINY_ARCH
 from torch import nn
 
-from mmreplk.models import RepLKNet
-from mmreplk.utils import STRICTNESS, CheckpointMismatchError, is_folded, load_weights
+from mmreplk.models import RepLKNet, is_folded
+from mmreplk.utils import STRICTNESS, CheckpointMismatchError, load_weights
 
 
 class TwoLayers(nn.Module):

@@ -2,8 +2,8 @@ import pytest
 import torch
 from helpers import TINY_ARCH, randomize_bn_stats
 
-from mmreplk.models import RepLKNet
-from mmreplk.utils import load_backbone_weights, to_backbone_state_dict, unwrap_state_dict
+from mmreplk.models import RepLKNet, load_backbone_weights, to_backbone_state_dict
+from mmreplk.utils import unwrap_state_dict
 
 
 def released_file(tmp_path, model, wrapper='model', prefix='module.'):
