@@ -23,6 +23,7 @@ from mmengine.runner import Runner
 
 from mmreplk.datasets.layout import check_dataset_layout
 from mmreplk.engine import resolve_resume
+from mmreplk.tasks import known_warnings_filtered
 from mmreplk.utils import MissingFileError, ToolError
 
 _SYNC_NORMS = ('SyncBN', 'MMSyncBN')
@@ -190,8 +191,9 @@ def train(cfg: Config) -> Runner:
     resolve_resume(cfg)
     with _process_group_scope() as owns_group:
         prepare_distributed(cfg)
-        runner = build_runner(cfg)
-        runner.train()
+        with known_warnings_filtered(cfg):
+            runner = build_runner(cfg)
+            runner.train()
         if owns_group and is_model_wrapper(runner.model):
             # The wrapper holds the group being released; the bare model stays usable.
             runner.model = runner.model.module
@@ -213,4 +215,5 @@ def test(cfg: Config) -> dict:
         raise MissingFileError('checkpoint file', load_from)
     with _process_group_scope():
         prepare_distributed(cfg)
-        return build_runner(cfg).test()
+        with known_warnings_filtered(cfg):
+            return build_runner(cfg).test()

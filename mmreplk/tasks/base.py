@@ -12,10 +12,12 @@ here once (:meth:`TaskAdapter.build_model`) and not overridden.
 from __future__ import annotations
 
 import abc
+import contextlib
 import copy
 import os
 import pathlib
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -90,6 +92,19 @@ class InferencePath(NamedTuple):
     excluded: tuple[str, ...] = ()
 
 
+class KnownWarning(NamedTuple):
+    """An upstream warning that is harmless where this package triggers it.
+
+    Args:
+        message (str): Regular expression matching the start of the message.
+        module (str): Regular expression matching the module that warns.
+        category (type[Warning]): Its class. Defaults to ``UserWarning``.
+    """
+    message: str
+    module: str
+    category: type[Warning] = UserWarning
+
+
 class TaskAdapter:
     """What one task (a config ``default_scope``) does its own way.
 
@@ -102,6 +117,9 @@ class TaskAdapter:
 
     #: The task in words, for messages.
     task: str = 'custom'
+    #: Upstream warnings this task's library raises on every run although nothing is wrong;
+    #: :meth:`known_warnings_filtered` silences them around the calls that raise them.
+    known_warnings: tuple[KnownWarning, ...] = ()
 
     def __init__(self, scope: str) -> None:
         self.scope = scope
@@ -109,6 +127,14 @@ class TaskAdapter:
     def _unsupported(self, what: str) -> ConfigError:
         return ConfigError(f'{what} is not available for {self.task} configs '
                            f'(default_scope {self.scope!r})')
+
+    @contextlib.contextmanager
+    def known_warnings_filtered(self) -> Iterator[None]:
+        """Within this context, the task's :attr:`known_warnings` are not shown."""
+        with warnings.catch_warnings():
+            for known in self.known_warnings:
+                warnings.filterwarnings('ignore', known.message, known.category, known.module)
+            yield
 
     # -- model building: one way for every task --------------------------------------------
 
@@ -144,7 +170,8 @@ class TaskAdapter:
         if deploy is not None:
             model_cfg.backbone.deploy = deploy
         try:
-            model = MODELS.build(model_cfg)
+            with self.known_warnings_filtered():
+                model = MODELS.build(model_cfg)
         except TypeError as err:
             if deploy and 'deploy' in str(err):
                 raise ConfigError(f'backbone {model_cfg.backbone.get("type")!r} has no deploy '
@@ -174,7 +201,8 @@ class TaskAdapter:
         if not meta:
             dataset_cfg = copy.deepcopy(cfg.test_dataloader.dataset)
             dataset_cfg['lazy_init'] = True
-            meta = DATASETS.build(dataset_cfg).metainfo
+            with self.known_warnings_filtered():
+                meta = DATASETS.build(dataset_cfg).metainfo
         return {key.lower(): value for key, value in meta.items()}
 
     # -- capabilities each task provides -------------------------------------------------------
@@ -301,6 +329,23 @@ def visualization_hook(cfg: Config, hook_type: str) -> ConfigDict:
 def as_list(entry: Mapping | Sequence) -> list:
     """A config entry that may be a dict or a list of dicts (``test_evaluator``), as a list."""
     return list(entry) if isinstance(entry, (list, tuple)) else [entry]
+
+
+def known_warnings_filtered(cfg: Config) -> contextlib.AbstractContextManager:
+    """:meth:`TaskAdapter.known_warnings_filtered` of the config's task, for code that runs any
+    config (a scope without an adapter filters nothing).
+
+    Args:
+        cfg (Config): A config.
+
+    Returns:
+        contextlib.AbstractContextManager: The context.
+    """
+    scope = cfg.get('default_scope')
+    adapter_cls = TASK_ADAPTERS.get(scope) if isinstance(scope, str) else None
+    if adapter_cls is None:
+        return contextlib.nullcontext()
+    return adapter_cls(scope).known_warnings_filtered()
 
 
 def task_adapter(config: Config | str, needed_for: str = 'task adapter') -> TaskAdapter:
