@@ -35,7 +35,7 @@ from .errors import UserError
 STRICTNESS = ('exact', 'complete', 'partial', 'lenient')
 
 #: Class attribute of a module with a deploy form: key endings (relative to the module) that only
-#: its deploy form has, e.g. ``('lkb_reparam.weight',)``.
+#: its deploy form has, e.g. ``('fused.weight',)``.
 DEPLOY_ONLY_ATTR = 'deploy_only_keys'
 
 #: Prefix that ``DistributedDataParallel`` puts before every key.
@@ -53,7 +53,7 @@ def holds_keys_ending(state_dict: Mapping[str, torch.Tensor], endings: Iterable[
 
     Args:
         state_dict (Mapping[str, torch.Tensor]): Weights, or a module's own ``state_dict()``.
-        endings (Iterable[str]): Key endings, e.g. ``('lkb_reparam.weight',)``.
+        endings (Iterable[str]): Key endings, e.g. ``('fused.weight',)``.
 
     Returns:
         bool: True if a key matches.
