@@ -124,18 +124,15 @@ def extract_backbone(state_dict: Mapping[str, torch.Tensor], roots: Sequence[str
         tuple[dict, list[str]]: Backbone weights, and the source keys that were dropped.
     """
     roots = tuple(roots)
-    kept: dict[str, torch.Tensor] = {}
-    dropped = []
-    for key, value in state_dict.items():
-        if prefix:
-            name = key[len(prefix):] if key.startswith(prefix) else None
-        else:
-            name = strip_prefixes(key, prefixes)
-        if name is not None and name.startswith(roots):
-            kept[name] = value
-        else:
-            dropped.append(key)
-    return kept, dropped
+    if prefix:
+        renamed, dropped = select_prefix(state_dict, prefix)
+        sources = {name: prefix + name for name in renamed}
+    else:
+        renamed = {strip_prefixes(key, prefixes): value for key, value in state_dict.items()}
+        sources = {strip_prefixes(key, prefixes): key for key in state_dict}
+        dropped = []
+    kept = {name: value for name, value in renamed.items() if name.startswith(roots)}
+    return kept, dropped + [sources[name] for name in renamed if name not in kept]
 
 
 def unwrap_state_dict(obj: object) -> dict[str, torch.Tensor]:
