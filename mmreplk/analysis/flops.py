@@ -14,8 +14,8 @@ What runs is the inference path the paper measured, as the config's task adapter
   loss; it is excluded from FLOPs and from ``params``, and listed separately);
 * two-stage detectors: backbone, neck, the RPN head's convolutions, and every box-head stage on
   :data:`~mmreplk.tasks.detection.NUM_PROPOSALS` fixed proposals and every mask-head stage on
-  the first :data:`~mmreplk.tasks.detection.NUM_MASK_ROIS` of them (the rule of mmdet 2.x's ``forward_dummy``, so numbers do not
-  depend on how many boxes a random-weight RPN happens to keep).
+  the first :data:`~mmreplk.tasks.detection.NUM_MASK_ROIS` of them (the rule of mmdet 2.x's
+  ``forward_dummy``, so numbers do not depend on how many boxes a random-weight RPN keeps).
 """
 from __future__ import annotations
 

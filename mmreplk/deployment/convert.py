@@ -2,8 +2,8 @@
 
 Key mapping and reading the structure off the tensor shapes are the backbone's own
 (:mod:`mmreplk.models.backbones.replknet_weights`); this module checks the weights against the
-network they describe and writes the backbone weights as a ``.pth`` (``{'meta', 'state_dict'}``) or ``.safetensors`` file that
-``init_cfg=dict(type='Pretrained', checkpoint=...)`` accepts.
+network they describe and writes the backbone weights as a ``.pth`` (``{'meta', 'state_dict'}``)
+or ``.safetensors`` file that ``init_cfg=dict(type='Pretrained', checkpoint=...)`` accepts.
 """
 from __future__ import annotations
 
