@@ -1,4 +1,4 @@
-"""Whole-model structural re-parameterization, and telling a folded state dict from a trained one."""
+"""Whole-model structural re-parameterization, and telling a folded state dict from another."""
 from __future__ import annotations
 
 from collections.abc import Mapping
