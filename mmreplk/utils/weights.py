@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint_file
 from .errors import UserError
+from .keys import DDP_PREFIX, holds_keys_ending, strip_prefixes
 
 #: Strictness modes of :func:`load_weights`, from strictest to most lenient.
 STRICTNESS = ('exact', 'complete', 'partial', 'lenient')
@@ -38,29 +39,11 @@ STRICTNESS = ('exact', 'complete', 'partial', 'lenient')
 #: its deploy form has, e.g. ``('fused.weight',)``.
 DEPLOY_ONLY_ATTR = 'deploy_only_keys'
 
-#: Prefix that ``DistributedDataParallel`` puts before every key.
-DDP_PREFIX = 'module.'
-
 _WRAPPERS = ('state_dict', 'model', 'module')
 
 
 class CheckpointMismatchError(UserError, ValueError):
     """A file's weights do not fit the module they are loaded into, or it holds no weights."""
-
-
-def holds_keys_ending(state_dict: Mapping[str, torch.Tensor], endings: Iterable[str]) -> bool:
-    """Whether any key of ``state_dict`` is, or ends in ``.`` + , one of ``endings``.
-
-    Args:
-        state_dict (Mapping[str, torch.Tensor]): Weights, or a module's own ``state_dict()``.
-        endings (Iterable[str]): Key endings, e.g. ``('fused.weight',)``.
-
-    Returns:
-        bool: True if a key matches.
-    """
-    endings = tuple(endings)
-    dotted = tuple('.' + ending for ending in endings)
-    return bool(endings) and any(key in endings or key.endswith(dotted) for key in state_dict)
 
 
 def deploy_only_keys(module: nn.Module) -> set[str]:
@@ -74,65 +57,6 @@ def deploy_only_keys(module: nn.Module) -> set[str]:
     """
     return {ending for child in module.modules()
             for ending in getattr(type(child), DEPLOY_ONLY_ATTR, ())}
-
-
-def strip_prefixes(key: str, prefixes: Sequence[str]) -> str:
-    """``key`` with each of ``prefixes`` removed, in order, where it starts with it.
-
-    Args:
-        key (str): A state-dict key.
-        prefixes (Sequence[str]): E.g. ``('module.', 'backbone.')``.
-
-    Returns:
-        str: The key without them.
-    """
-    for prefix in prefixes:
-        key = key.removeprefix(prefix)
-    return key
-
-
-def select_prefix(state_dict: Mapping[str, torch.Tensor],
-                  prefix: str) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """The keys under ``prefix``, with it removed, and the keys that are not.
-
-    Args:
-        state_dict (Mapping[str, torch.Tensor]): Weights.
-        prefix (str): E.g. 'backbone.'.
-
-    Returns:
-        tuple[dict, list[str]]: The selected weights and the other (unchanged) keys.
-    """
-    selected = {key[len(prefix):]: value for key, value in state_dict.items()
-                if key.startswith(prefix)}
-    return selected, [key for key in state_dict if not key.startswith(prefix)]
-
-
-def extract_backbone(state_dict: Mapping[str, torch.Tensor], roots: Sequence[str],
-                     prefixes: Sequence[str] = (), prefix: str | None = None
-                     ) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """The part of a released, converted or whole-model state dict that belongs to a backbone.
-
-    Args:
-        state_dict (Mapping[str, torch.Tensor]): Source weights.
-        roots (Sequence[str]): Key starts of the backbone's top-level modules, e.g. 'stem.'.
-        prefixes (Sequence[str]): Removed, in order, where a key starts with them (e.g.
-            ``('module.', 'backbone.')``). Defaults to ().
-        prefix (str, optional): Instead of ``prefixes``: only keys under this prefix are kept,
-            with it removed. Defaults to None.
-
-    Returns:
-        tuple[dict, list[str]]: Backbone weights, and the source keys that were dropped.
-    """
-    roots = tuple(roots)
-    if prefix:
-        renamed, dropped = select_prefix(state_dict, prefix)
-        sources = {name: prefix + name for name in renamed}
-    else:
-        renamed = {strip_prefixes(key, prefixes): value for key, value in state_dict.items()}
-        sources = {strip_prefixes(key, prefixes): key for key in state_dict}
-        dropped = []
-    kept = {name: value for name, value in renamed.items() if name.startswith(roots)}
-    return kept, dropped + [sources[name] for name in renamed if name not in kept]
 
 
 def unwrap_state_dict(obj: object) -> dict[str, torch.Tensor]:

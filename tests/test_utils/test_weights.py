@@ -5,8 +5,8 @@ from helpers import TINY_ARCH
 from torch import nn
 
 from mmreplk.models import RepLKNet, is_folded
-from mmreplk.utils import (STRICTNESS, CheckpointMismatchError, deploy_only_keys, extract_backbone,
-                           holds_keys_ending, load_weights, select_prefix, strip_prefixes)
+from mmreplk.utils import (STRICTNESS, CheckpointMismatchError, deploy_only_keys, holds_keys_ending,
+                           load_weights)
 
 
 class TwoLayers(nn.Module):
@@ -105,12 +105,3 @@ def test_the_loader_reads_the_deploy_form_off_the_module_it_loads_into():
     with pytest.raises(CheckpointMismatchError, match='holds a deploy .folded.-form model'):
         load_weights(model, {'0.' + k: v for k, v in folded.items()}, 'lenient')
 
-
-def test_prefix_helpers():
-    state = {'module.backbone.stem.w': 1, 'module.head.w': 2, 'stem.b': 3}
-    assert strip_prefixes('module.backbone.stem.w', ('module.', 'backbone.')) == 'stem.w'
-    assert select_prefix(state, 'module.') == ({'backbone.stem.w': 1, 'head.w': 2}, ['stem.b'])
-    kept, dropped = extract_backbone(state, ('stem.',), ('module.', 'backbone.'))
-    assert kept == {'stem.w': 1, 'stem.b': 3} and dropped == ['module.head.w']
-    kept, dropped = extract_backbone(state, ('stem.',), prefix='module.backbone.')
-    assert kept == {'stem.w': 1} and sorted(dropped) == ['module.head.w', 'stem.b']
