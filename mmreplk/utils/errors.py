@@ -35,13 +35,15 @@ class MissingFileError(ToolError, FileNotFoundError):
     """A file or folder the user named does not exist: the same class and message in every tool.
 
     Args:
-        what (str): What the path should be, e.g. 'checkpoint file'.
-        path (str | os.PathLike): The path given.
+        what (str): What the path should be, e.g. 'checkpoint file'; the whole message when
+            ``path`` is None.
+        path (str | os.PathLike, optional): The path given. Defaults to None.
     """
 
-    def __init__(self, what: str, path: str | os.PathLike) -> None:
-        super().__init__(f'{what} not found: {os.fspath(path)}')
-        self.path = os.fspath(path)
+    def __init__(self, what: str, path: str | os.PathLike | None = None) -> None:
+        # mmengine's registry re-raises an error of a constructor as type(err)(message), with
+        # one argument: that must give the same class, not a TypeError.
+        super().__init__(what if path is None else f'{what} not found: {os.fspath(path)}')
 
 
 def require_file(path: str | os.PathLike, what: str = 'checkpoint file') -> str:

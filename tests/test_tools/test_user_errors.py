@@ -107,6 +107,10 @@ def test_a_missing_checkpoint_is_one_error_in_every_tool(tool, argv, console, tm
 def test_user_errors_have_one_root():
     assert USER_ERRORS == (UserError,)
     assert issubclass(MissingFileError, FileNotFoundError)
+    # mmengine's registry re-raises a constructor's error as type(err)(message).
+    error = MissingFileError('checkpoint file', 'a.pth')
+    assert str(type(error)(f'class `X` in x.py: {error}')) == ('class `X` in x.py: checkpoint '
+                                                               'file not found: a.pth')
     defined = set()
     for info in pkgutil.walk_packages(mmreplk.__path__, 'mmreplk.'):
         module = importlib.import_module(info.name)
