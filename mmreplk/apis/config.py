@@ -82,9 +82,9 @@ def check_option_keys(cfg: Config, cfg_options: Mapping) -> None:
 def _unknown_argument(cfg: Config, key: str) -> str | None:
     parts = key.split('.')
     registry = _BUILT_BY.get(parts[0])
-    node = cfg.get(parts[0])
     if registry is None:
         return None
+    node = cfg.get(parts[0])
     for i, part in enumerate(parts[1:], start=1):
         if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
