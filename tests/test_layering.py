@@ -1,6 +1,8 @@
 """The package layering the README states ("How the code is organised"): no module imports from
 a layer above its own, and no module outside the task adapters asks which task a config is."""
 import ast
+import inspect
+import re
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,37 @@ def test_no_task_name_branch_outside_the_adapters(path):
 def test_the_check_sees_a_task_branch():
     tree = ast.parse("if cfg.default_scope == 'mmseg':\n    pass\nx = {'mmdet': 1}\n")
     assert [name for _, name in _task_name_comparisons(tree)] == ['mmseg', 'mmdet']
+
+
+def _source_words(paths) -> dict[str, set[str]]:
+    return {path.name: set(re.findall(r'[\w./]+', path.read_text())) for path in paths}
+
+
+def test_utils_knows_no_model():
+    """The bottom layer imports nothing of ``models`` and names none of its backbones, arch
+    names or brick parameters (those live beside each backbone)."""
+    import mmreplk.models.backbones as backbones
+    from mmreplk.models.backbones.replknet_weights import ARCH_SETTINGS
+    from mmreplk.models.reparameterize import FOLDABLE_BRICKS
+    utils = sorted((PACKAGE / 'utils').glob('*.py'))
+    imports = [f'{path.name} line {line}' for path in utils
+               for line, target in _imported_subpackages(path) if target == 'models']
+    assert not imports, imports
+    names = {name for name in backbones.__all__ if inspect.isclass(getattr(backbones, name))}
+    names |= set(ARCH_SETTINGS)
+    names |= {key.split('.')[0] for brick in FOLDABLE_BRICKS for key in brick.deploy_only_keys}
+    assert {'RepLKNet', '31B', 'lkb_reparam'} <= names
+    found = {file: sorted(words & names) for file, words in _source_words(utils).items()
+             if words & names}
+    assert not found, f'utils names the model: {found}'
+
+
+def test_engine_knows_no_tool():
+    """The command line is composed by the command-line layer: ``engine`` names no tool."""
+    tools = {path.name for path in (PACKAGE.parent / 'tools').rglob('*')
+             if path.suffix in ('.py', '.sh')}
+    assert {'train.py', 'dist_train.sh'} <= tools
+    found = {file: sorted(words & tools | {w for w in words if w.startswith('tools/')})
+             for file, words in _source_words(sorted((PACKAGE / 'engine').glob('*.py'))).items()}
+    found = {file: words for file, words in found.items() if words}
+    assert not found, f'engine names tools: {found}'

@@ -21,8 +21,9 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 from torch import nn
 
+from mmreplk.apis import load_config
 from mmreplk.tasks import ImageReadError, build_model, input_normalization, read_image
-from mmreplk.utils import ToolError, load_weights, read_state_dict
+from mmreplk.utils import ToolError, load_weights, read_state_dict, require_dir, select_prefix
 
 #: Thresholds of the paper's high-contribution area ratio table.
 THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
@@ -139,10 +140,8 @@ def load_backbone_checkpoint(backbone: nn.Module, checkpoint: str | os.PathLike)
             backbone state dict, read under the package's trust policy.
     """
     state_dict, _ = read_state_dict(checkpoint)
-    if any(key.startswith('backbone.') for key in state_dict):
-        state_dict = {key.removeprefix('backbone.'): value for key, value in state_dict.items()
-                      if key.startswith('backbone.')}
-    load_weights(backbone, state_dict, 'complete', os.fspath(checkpoint))
+    backbone_part, _ = select_prefix(state_dict, 'backbone.')
+    load_weights(backbone, backbone_part or state_dict, 'complete', os.fspath(checkpoint))
 
 
 def contribution_map(backbone: nn.Module, image: torch.Tensor) -> np.ndarray:
@@ -189,10 +188,8 @@ def compute_erf(config: str | os.PathLike | Config,
         ERFResult: The mean map, the number of images used and skipped files.
     """
     logger = MMLogger.get_current_instance()
-    cfg = config if isinstance(config, Config) else Config.fromfile(os.fspath(config))
-    image_dir = Path(image_dir)
-    if not image_dir.is_dir():
-        raise FileNotFoundError(f'image folder not found: {image_dir}')
+    cfg = load_config(config)
+    image_dir = Path(require_dir(image_dir, 'image folder'))
     model = build_model(cfg, device=device)
     backbone = model.backbone
     if checkpoint is not None:

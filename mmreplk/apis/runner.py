@@ -24,7 +24,8 @@ from mmengine.runner import Runner
 from mmreplk.datasets.layout import check_dataset_layout
 from mmreplk.engine import resolve_resume
 from mmreplk.engine.dwconv_choices import DwconvChoicesHook
-from mmreplk.utils import ToolError
+from mmreplk.tasks import known_warnings_filtered
+from mmreplk.utils import MissingFileError, ToolError
 
 _SYNC_NORMS = ('SyncBN', 'MMSyncBN')
 
@@ -211,8 +212,9 @@ def train(cfg: Config) -> Runner:
     resolve_resume(cfg)
     with _process_group_scope() as owns_group:
         prepare_distributed(cfg)
-        runner = build_runner(cfg)
-        runner.train()
+        with known_warnings_filtered(cfg):
+            runner = build_runner(cfg)
+            runner.train()
         if owns_group and is_model_wrapper(runner.model):
             # The wrapper holds the group being released; the bare model stays usable.
             runner.model = runner.model.module
@@ -231,7 +233,8 @@ def test(cfg: Config) -> dict:
     check_dataset_layout(cfg, splits=('test',))
     load_from = cfg.get('load_from')
     if not load_from or ('://' not in str(load_from) and not os.path.isfile(load_from)):
-        raise ToolError(f'checkpoint file not found: {load_from}')
+        raise MissingFileError('checkpoint file', load_from)
     with _process_group_scope():
         prepare_distributed(cfg)
-        return build_runner(cfg).test()
+        with known_warnings_filtered(cfg):
+            return build_runner(cfg).test()

@@ -42,6 +42,8 @@ from mmengine.config import Config
 from mmengine.dist import get_rank, is_distributed
 from mmengine.logging import print_log
 
+from mmreplk.utils import UserError
+
 #: Name of the file in the work dir that names the newest checkpoint (written by mmengine).
 POINTER_NAME = 'last_checkpoint'
 
@@ -53,7 +55,7 @@ _ZIP_LOCAL_HEADER = struct.Struct('<4sHHHHHIIIHH')
 _ZIP_LOCAL_SIGNATURE = b'PK\x03\x04'
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint problem the user can act on; the message says what happened and what to do.
 
     The tools print it without a traceback (it is one of ``mmreplk.apis.USER_ERRORS``).

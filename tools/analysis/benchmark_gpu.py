@@ -58,13 +58,14 @@ def main(argv: list[str] | None = None) -> int:
         if device.type == 'cuda' and not torch.cuda.is_available():
             raise ToolError('--device cuda given but torch sees no GPU; use --device cpu '
                             '(with --quick for the reduced form)')
-    if not args.keep_triton_cache:
-        # Read by Triton when it first compiles, which has not happened yet in this process.
-        os.environ['TRITON_CACHE_DIR'] = tempfile.mkdtemp(prefix='mmreplk-triton-')
-    from mmreplk.analysis.gpu_benchmark import MarkdownReport, run_gpu_benchmark
-    options = dict(QUICK) if args.quick else dict(arch=args.arch, batch_size=args.batch_size,
-                                                  size=args.size, second_size=args.size - 32)
-    run_gpu_benchmark(MarkdownReport(args.out), device, args.sections, args.precisions, **options)
+        if not args.keep_triton_cache:
+            # Read by Triton when it first compiles, which has not happened yet in this process.
+            os.environ['TRITON_CACHE_DIR'] = tempfile.mkdtemp(prefix='mmreplk-triton-')
+        from mmreplk.analysis.gpu_benchmark import MarkdownReport, run_gpu_benchmark
+        options = dict(QUICK) if args.quick else dict(arch=args.arch, batch_size=args.batch_size,
+                                                      size=args.size, second_size=args.size - 32)
+        run_gpu_benchmark(MarkdownReport(args.out), device, args.sections, args.precisions,
+                          **options)
     return 0
 
 
