@@ -3,9 +3,10 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_close_relative, randomize_bn_stats
+from helpers import assert_close_relative
 from mmengine.registry import MODELS, init_default_scope
 from torch import nn
+from unireplknet_reference import authors_keys, randomize
 
 from mmreplk.models import UniRepLKNet, reparameterize
 from mmreplk.models.backbones.unireplknet_keys import (infer_unireplknet_arch,
@@ -14,14 +15,7 @@ from mmreplk.models.layers import DilatedReparamBlock, UniRepLKNetBlock, dilate_
 from mmreplk.ops import DepthwiseConv2d
 from mmreplk.utils import CheckpointMismatchError
 
-BN_KEYS = ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked')
 TINY = dict(depths=[1, 1, 2, 1], dims=[8, 16, 24, 32], kernel_sizes=[[3], [13], [13, 3], [7]])
-
-# The (kernel, dilation) branches of the authors' DilatedReparamBlock, from their unireplknet.py.
-AUTHORS_BRANCHES = {
-    17: [(5, 1), (9, 2), (3, 4), (3, 5), (3, 7)], 15: [(5, 1), (7, 2), (3, 3), (3, 5), (3, 7)],
-    13: [(5, 1), (7, 2), (3, 3), (3, 4), (3, 5)], 11: [(5, 1), (5, 2), (3, 3), (3, 4), (3, 5)],
-    9: [(5, 1), (5, 2), (3, 3), (3, 4)], 7: [(5, 1), (3, 2), (3, 3)]}
 
 # Parameters in millions measured on the authors' model, 1000-class classifier
 # (/work/shared/UNIREPLKNET.md): training form, folded form; the README counts the folded one.
@@ -33,38 +27,6 @@ README_PARAMS = {'A': 4.4, 'F': 6.2, 'P': 10.7, 'N': 18.3, 'T': 31, 'S': 56, 'B'
                  'XL': 386}
 
 
-def authors_keys(depths, kernel_sizes, deploy=False, out_norms=range(4)):
-    """State-dict names of the authors' downstream UniRepLKNet, written from their file."""
-    keys = [f'downsample_layers.0.{i}.{p}' for i in (0, 1, 3, 4) for p in ('weight', 'bias')]
-    keys += [f'downsample_layers.{s}.{i}.{p}' for s in range(1, len(depths)) for i in (0, 1)
-             for p in ('weight', 'bias')]
-    for s, depth in enumerate(depths):
-        for b in range(depth):
-            pre = f'stages.{s}.{b}.'
-            k = kernel_sizes[s][b]
-            bias = ['bias'] if deploy else []
-            if k >= 7:
-                keys += [pre + f'dwconv.lk_origin.{p}' for p in ['weight'] + bias]
-                if not deploy:
-                    keys += [pre + f'dwconv.origin_bn.{p}' for p in BN_KEYS]
-                    for kk, r in AUTHORS_BRANCHES[k]:
-                        keys.append(pre + f'dwconv.dil_conv_k{kk}_{r}.weight')
-                        keys += [pre + f'dwconv.dil_bn_k{kk}_{r}.{p}' for p in BN_KEYS]
-            else:
-                keys += [pre + f'dwconv.{p}' for p in ['weight'] + bias]
-            keys += [pre + f'se.{m}.{p}' for m in ('down', 'up') for p in ('weight', 'bias')]
-            keys += [pre + 'pwconv1.1.weight', pre + 'pwconv1.1.bias', pre + 'act.1.gamma',
-                     pre + 'pwconv2.0.weight']
-            if deploy:
-                keys.append(pre + 'pwconv2.0.bias')
-            else:
-                keys += [pre + f'norm.{p}' for p in BN_KEYS]
-                keys += [pre + f'pwconv2.2.{p}' for p in BN_KEYS]
-                keys += [pre + 'act.1.beta', pre + 'gamma']
-    keys += [f'norm{i}.{p}' for i in out_norms for p in ('weight', 'bias')]
-    return keys
-
-
 def meta_model(arch, **kwargs):
     with torch.device('meta'):
         return UniRepLKNet(arch, **kwargs)
@@ -72,17 +34,6 @@ def meta_model(arch, **kwargs):
 
 def num_params(model):
     return sum(p.numel() for p in model.parameters())
-
-
-def randomize(model):
-    """Random BN statistics, GRN parameters and layer scales, so every fold is really tested."""
-    randomize_bn_stats(model)
-    for name, param in model.named_parameters():
-        if name.endswith(('act.1.gamma', 'act.1.beta')):
-            param.data.normal_()
-        elif name.endswith('gamma'):
-            param.data.uniform_(0.5, 1.5)
-    return model
 
 
 @pytest.mark.parametrize('arch', list(CLASSIFIER_PARAMS))
