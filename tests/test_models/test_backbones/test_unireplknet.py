@@ -121,6 +121,7 @@ def test_large_kernels_run_through_the_op_and_dilated_branches_through_pytorch()
     block = model.stages[1][0].dwconv
     assert isinstance(block.lk_origin, DepthwiseConv2d) and block.lk_origin.impl == 'nchw'
     assert isinstance(model.stages[0][0].dwconv, DepthwiseConv2d)
+    assert isinstance(block.dil_conv_k5_1, DepthwiseConv2d) and block.dil_conv_k5_1.impl == 'nchw'
     dilated = block.dil_conv_k3_5
     assert type(dilated) is nn.Conv2d and dilated.dilation == (5, 5)
     reparameterize(model)
