@@ -136,10 +136,10 @@ def _fold_mismatch(state_dict: Mapping[str, torch.Tensor], own: Mapping[str, tor
     if is_folded(state_dict) == is_folded(own):
         return None
     if is_folded(state_dict):
-        return (f'{source} holds a deploy (folded)-form RepLKNet but the model is in training '
+        return (f'{source} holds a deploy (folded)-form backbone but the model is in training '
                 'form: build it with deploy=True (for a config: --cfg-options '
                 'model.backbone.deploy=True)')
-    return (f'{source} holds a training-form RepLKNet but the model is folded: build it with '
+    return (f'{source} holds a training-form backbone but the model is folded: build it with '
             'deploy=False (drop model.backbone.deploy=True)')
 
 
