@@ -128,3 +128,12 @@ def test_folded_downstream_backbone_converts_with_its_norms(tmp_path):
     report = convert_checkpoint(tmp_path / 'deploy.pth', tmp_path / 'b.pth')
     assert report.deploy and report.arch == 'custom' and not report.missing
     assert report.num_tensors == len(source.state_dict())
+
+
+def test_unireplknet_segmentor_exports_to_onnx(tmp_path):
+    pytest.importorskip('onnxruntime')
+    from mmreplk.deployment import export_onnx
+    source, _ = legacy_downstream_file(SEG_CONFIG, tmp_path / 'trained.pth')
+    result = export_onnx(SEG_CONFIG, source, tmp_path / 'model.onnx', shape=(64, 64))
+    assert result.max_abs_output > 0
+    assert result.max_abs_diff <= 1e-4 * result.max_abs_output
