@@ -324,3 +324,13 @@ def test_structure_is_read_off_the_shapes(deploy):
                         kernel_sizes=((3, ), (13, ), (13, 3), (7, )))
     assert extra == dict(in_channels=4, deploy=deploy, layer_scale_init_value=1e-6,
                          out_indices=(0, 2))
+
+
+def test_default_init_is_the_authors_truncated_normal():
+    model = UniRepLKNet(dict(TINY, dims=[64, 128, 192, 256]))
+    model.init_weights()
+    linear = model.stages[2][0].pwconv1[1]
+    large = model.stages[1][0].dwconv.lk_origin
+    for layer in (linear, large):
+        assert abs(layer.weight.std().item() - 0.02) < 0.002
+    assert not linear.bias.any()
