@@ -21,11 +21,16 @@ SEG_ARCH = dict(depths=[1, 1, 2, 1], dims=[8, 16, 24, 32], kernel_sizes=[[3], [1
 CLASSES = ('sky', 'road', 'tree', 'car', 'person')
 
 
-def legacy_downstream_file(config, path):
+def legacy_downstream_file(config, path, ema=False):
     """A checkpoint laid out as the authors' mmseg 0.x / mmdet 2.x runs wrote it: ``meta`` with
-    ``CLASSES`` (no ``dataset_meta``), the optimizer state, and the model's weights."""
+    ``CLASSES`` (no ``dataset_meta``), the optimizer state, and the model's weights; with
+    ``ema``, also the raw-weight ``ema_*`` buffers of mmdet 2.x's ExpMomentumEMAHook (their
+    22K detectors use it)."""
     model = randomize(build_model(Config.fromfile(str(config))))
     state = model.state_dict()
+    if ema:
+        state.update({'ema_' + name.replace('.', '_'): torch.randn_like(param)
+                      for name, param in model.named_parameters()})
     torch.save({'meta': {'CLASSES': CLASSES, 'mmcv_version': '1.7.1', 'iter': 160000,
                          'config': 'model = dict(...)'},
                 'state_dict': state,
@@ -41,9 +46,9 @@ def test_downstream_backbone_keys_are_the_authors(tmp_path):
     assert backbone == sorted(authors_keys(SEG_ARCH['depths'], SEG_ARCH['kernel_sizes']))
 
 
-@pytest.mark.parametrize('config', [SEG_CONFIG, DET_CONFIG])
-def test_legacy_downstream_checkpoint_loads_exactly_and_through_mmengine(config, tmp_path):
-    path, source = legacy_downstream_file(config, tmp_path / 'legacy.pth')
+@pytest.mark.parametrize('config,ema', [(SEG_CONFIG, False), (DET_CONFIG, True)])
+def test_legacy_downstream_checkpoint_loads_exactly_and_through_mmengine(config, ema, tmp_path):
+    path, source = legacy_downstream_file(config, tmp_path / 'legacy.pth', ema)
     cfg = Config.fromfile(str(config))
     # tools/infer.py and tools/reparameterize.py build the model this way ...
     model = build_model(cfg, path, strict='exact')
@@ -51,7 +56,9 @@ def test_legacy_downstream_checkpoint_loads_exactly_and_through_mmengine(config,
         torch.testing.assert_close(model.state_dict()[key], value, msg=key)
     # ... and tools/test.py hands the file to mmengine's runner, which loads it like this.
     fresh = build_model(cfg)
-    load_checkpoint(fresh, str(path), strict=True)
+    load_checkpoint(fresh, str(path), strict=not ema)
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[key], value, msg=key)
 
 
 def test_legacy_segmentation_checkpoint_evaluates_and_infers_with_the_tools(tmp_path):
@@ -77,14 +84,15 @@ def test_legacy_segmentation_checkpoint_evaluates_and_infers_with_the_tools(tmp_
 
 @pytest.mark.parametrize('config', [SEG_CONFIG, DET_CONFIG])
 def test_reparameterize_checkpoint_folds_the_unireplknet(config, tmp_path):
-    source, _ = legacy_downstream_file(config, tmp_path / 'trained.pth')
+    source, _ = legacy_downstream_file(config, tmp_path / 'trained.pth', ema=config == DET_CONFIG)
     out = tmp_path / 'deploy.pth'
     result = reparameterize_checkpoint(config, source, out,
                                        verify_image=synthetic_image((96, 128)))
     assert result.max_abs_output > 0 and result.relative_diff <= 1e-4, result
     state, _ = read_state_dict(out)
     assert any(k.endswith('pwconv2.0.bias') for k in state)
-    assert not any(part in k for k in state for part in ('dil_conv', 'origin_bn', 'pwconv2.2'))
+    assert not any(part in k for k in state
+                   for part in ('dil_conv', 'origin_bn', 'pwconv2.2', 'ema_'))
     with pytest.raises(ValueError, match='already re-parameterized'):
         reparameterize_checkpoint(config, out, tmp_path / 'again.pth')
 
