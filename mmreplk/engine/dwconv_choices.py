@@ -10,7 +10,7 @@ paths its first part measured instead of timing them again (timing may pick anot
 exact path, whose rounding differs).
 
 A training run that does not resume starts a new table. A resumed run adds its choices to the
-table, and so does a test run (``tools/test.py`` writes to the training's work dir by default),
+table, and so does a test run (a test run writes to the training's work dir by default),
 which leaves the training's entries as they are, so a later ``--resume`` still takes the
 training's paths.
 """

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from mmreplk.utils import holds_keys_ending
-from .layers import ReparamLargeKernelConv
+from .layers import ReparamLargeKernelConv, UniRepLKNetBlock
 
 #: Bricks of this package with a deploy form (each names its ``deploy_only_keys``).
-FOLDABLE_BRICKS = (ReparamLargeKernelConv,)
+FOLDABLE_BRICKS = (ReparamLargeKernelConv, UniRepLKNetBlock)
 
 
 def reparameterize(model: nn.Module) -> nn.Module:

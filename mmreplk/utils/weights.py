@@ -26,6 +26,7 @@ import os
 from collections.abc import Mapping
 
 import torch
+from mmengine.logging import MMLogger
 from torch import nn
 
 from .checkpoint import load_checkpoint_file
@@ -97,7 +98,33 @@ def read_state_dict(checkpoint: str | os.PathLike) -> tuple[dict[str, torch.Tens
     meta = obj.get('meta') if isinstance(obj, Mapping) else None
     state_dict = {strip_prefixes(key, (DDP_PREFIX,)): value
                   for key, value in unwrap_state_dict(obj).items()}
+    state_dict, copies = drop_legacy_ema_copies(state_dict)
+    if copies:
+        MMLogger.get_current_instance().info(
+            f'{checkpoint}: ignored {len(copies)} ema_* copies that mmcv 1.x\'s EMAHook saved '
+            'beside the parameters (the parameters already hold the averaged weights)')
     return state_dict, dict(meta) if isinstance(meta, Mapping) else {}
+
+
+def drop_legacy_ema_copies(
+        state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Removes the ``ema_<name with _ for .>`` buffers of mmcv 1.x's EMAHook (mmdet 2.x's
+    ``ExpMomentumEMAHook``, used by some released detectors).
+
+    That hook swaps the averaged weights into the parameters before a checkpoint is saved, so
+    the parameters are the weights to evaluate and the ``ema_*`` entries are the raw ones.
+
+    Args:
+        state_dict (Mapping[str, torch.Tensor]): Weights as saved.
+
+    Returns:
+        tuple[dict, list[str]]: The weights without the copies, and the keys removed.
+    """
+    flattened = {key.replace('.', '_') for key in state_dict if not key.startswith('ema_')}
+    copies = [key for key in state_dict
+              if key.startswith('ema_') and key.removeprefix('ema_') in flattened]
+    removed = set(copies)
+    return {key: value for key, value in state_dict.items() if key not in removed}, copies
 
 
 @dataclasses.dataclass
