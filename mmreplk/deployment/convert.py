@@ -1,4 +1,5 @@
-"""Turning released or mmpretrain-converted RepLKNet files into clean backbone checkpoints.
+"""Turning released or mmpretrain-converted RepLKNet and UniRepLKNet files into clean backbone
+checkpoints.
 
 Key mapping is :mod:`mmreplk.utils.state_dict`'s job; this module only works out which RepLKNet
 the weights describe (from tensor shapes), checks them against that network, and writes the
@@ -15,7 +16,11 @@ from pathlib import Path
 
 import torch
 
-from mmreplk.models import RepLKNet
+from mmreplk.models import RepLKNet, UniRepLKNet
+from mmreplk.models.backbones.unireplknet_keys import (infer_unireplknet_arch,
+                                                       is_unireplknet_state_dict,
+                                                       match_unireplknet_state_dict,
+                                                       unireplknet_arch_name, unireplknet_roots)
 from mmreplk.utils import (CheckpointMismatchError, import_optional, is_folded,
                            load_checkpoint_file, match_state_dict, to_backbone_state_dict,
                            unwrap_state_dict)
@@ -132,13 +137,15 @@ def convert_checkpoint(src: str | os.PathLike,
     prefix, classifier ``norm.*``/``head.*``), mmpretrain files (``backbone.`` prefix, ``head.fc``)
     and downstream checkpoints (the backbone part is kept). Non-backbone keys are dropped and
     reported; the rest must fit a RepLKNet, or a ``CheckpointMismatchError`` names what it
-    looks like.
+    looks like. A UniRepLKNet file (the authors' ImageNet or mmseg / mmdet checkpoints) goes to
+    :func:`convert_unireplknet_state_dict`.
 
     Args:
         src (str | os.PathLike): Source checkpoint, read under the package's trust policy.
         dst (str | os.PathLike): Output path.
-        arch (str | dict, optional): Check against this arch ('31B', '31L', 'XL' or a dict);
-            None uses the structure read off the file. Defaults to None.
+        arch (str | dict, optional): Check against this arch ('31B', '31L', 'XL' or a dict;
+            'A' .. 'XL' for a UniRepLKNet); None uses the structure read off the file.
+            Defaults to None.
         safetensors (bool): Write safetensors (needs the ``safetensors`` package) instead of a
             torch pickle. Defaults to False.
 
@@ -146,7 +153,10 @@ def convert_checkpoint(src: str | os.PathLike,
         ConversionReport: The arch found, tensors written, dropped and missing keys.
     """
     src = os.fspath(src)
-    backbone, dropped = to_backbone_state_dict(unwrap_state_dict(load_checkpoint_file(src)))
+    state_dict = unwrap_state_dict(load_checkpoint_file(src))
+    if is_unireplknet_state_dict(state_dict):
+        return convert_unireplknet_state_dict(state_dict, src, dst, arch, safetensors)
+    backbone, dropped = to_backbone_state_dict(state_dict)
     found, extra = infer_arch(backbone)
     model = RepLKNet(arch=found if arch is None else arch, drop_path_rate=0., **extra)
     report = match_state_dict(model, backbone, src)
@@ -186,3 +196,60 @@ def _single_ratio(ratios: list[float], name: str) -> float:
                                       'has one')
     ratio = ratios[0]
     return int(ratio) if ratio == int(ratio) else ratio
+
+
+@dataclasses.dataclass
+class UniRepLKNetConversionReport(ConversionReport):
+    """What :func:`convert_unireplknet_state_dict` found and wrote (``arch`` is 'A' .. 'XL' or
+    'custom'; ``norm_intermediate_features`` is always False, UniRepLKNet has none)."""
+
+    def summary(self) -> str:
+        """Human-readable report."""
+        form = 'deploy (re-parameterized)' if self.deploy else 'training'
+        lines = [f'UniRepLKNet-{self.arch} backbone, {form} form; wrote {self.num_tensors} '
+                 f'tensors to {self.dst}']
+        for name, keys in (('dropped', self.dropped), ('missing', self.missing)):
+            if keys:
+                shown = ', '.join(keys[:8]) + (f', ... ({len(keys) - 8} more)'
+                                               if len(keys) > 8 else '')
+                lines.append(f'  {name} {len(keys)} keys: {shown}')
+        return '\n'.join(lines)
+
+
+def convert_unireplknet_state_dict(state_dict: Mapping[str, torch.Tensor], src: str,
+                                   dst: str | os.PathLike, arch: str | dict | None = None,
+                                   safetensors: bool = False) -> UniRepLKNetConversionReport:
+    """Writes the UniRepLKNet backbone weights of an unwrapped state dict, checked.
+
+    Args:
+        state_dict (Mapping[str, torch.Tensor]): The file's weights (wrappers removed).
+        src (str): Where they came from, for messages and the written meta.
+        dst (str | os.PathLike): Output path.
+        arch (str | dict, optional): Check against this arch ('A' .. 'XL' or a dict); None uses
+            the structure read off the file. Defaults to None.
+        safetensors (bool): Write safetensors instead of a torch pickle. Defaults to False.
+
+    Returns:
+        UniRepLKNetConversionReport: The arch found, tensors written, dropped and missing keys.
+    """
+    backbone, dropped = to_backbone_state_dict(state_dict, roots=unireplknet_roots())
+    found, extra = infer_unireplknet_arch(backbone)
+    if isinstance(arch, str) and arch not in UniRepLKNet.arch_settings:
+        raise CheckpointMismatchError(f'{src} holds a UniRepLKNet; --arch {arch} is not one of '
+                                      f'{list(UniRepLKNet.arch_settings)}')
+    model = UniRepLKNet(arch=found if arch is None else arch, **extra)
+    report = match_unireplknet_state_dict(model, backbone, src)
+    weights = {key: backbone[key].contiguous() for key in report.loaded}
+    name = unireplknet_arch_name(model.arch_setting)
+    setting = {key: [list(v) for v in value] if key == 'kernel_sizes' else list(value)
+               for key, value in model.arch_setting.items()}
+
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if safetensors:
+        _save_safetensors(weights, dst, dict(arch=name, source=os.path.basename(src)))
+    else:
+        meta = dict(arch=name, arch_setting=setting, source=os.path.basename(src), **extra)
+        torch.save(dict(meta=meta, state_dict=weights), dst)
+    return UniRepLKNetConversionReport(dst, name, setting, extra['deploy'], False, len(weights),
+                                       dropped + report.dropped, report.missing)

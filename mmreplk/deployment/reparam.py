@@ -77,8 +77,9 @@ def reparameterize_checkpoint(config: str | os.PathLike | Config,
 
     state_dict, meta = read_state_dict(checkpoint)
     if is_folded(state_dict):
-        raise ConfigError(f'{checkpoint} is already re-parameterized (it holds lkb_reparam '
-                          'weights); load it with --cfg-options model.backbone.deploy=True')
+        raise ConfigError(f'{checkpoint} is already re-parameterized (it holds folded '
+                          'lkb_reparam or pwconv2 bias weights); load it with --cfg-options '
+                          'model.backbone.deploy=True')
     model = task.build_model(cfg)
     load_weights(model, state_dict, 'exact', os.fspath(checkpoint))
     reference = copy.deepcopy(model) if image is not None else None

@@ -1,4 +1,4 @@
-from .backbones import RepLKNet
+from .backbones import RepLKNet, UniRepLKNet
 from .reparameterize import reparameterize
 
-__all__ = ['RepLKNet', 'reparameterize']
+__all__ = ['RepLKNet', 'UniRepLKNet', 'reparameterize']

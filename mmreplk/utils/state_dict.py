@@ -18,7 +18,8 @@ _WIDTH_TO_ARCH = {128: '31B', 192: '31L', 256: 'XL'}
 
 
 def to_backbone_state_dict(state_dict: Mapping[str, torch.Tensor],
-                           prefix: str | None = None) -> tuple[dict, list[str]]:
+                           prefix: str | None = None,
+                           roots: tuple[str, ...] = BACKBONE_ROOTS) -> tuple[dict, list[str]]:
     """Maps a released, mmpretrain-converted or downstream state dict to backbone keys.
 
     Strips ``module.``/``backbone.`` (or the given ``prefix``) and drops everything that is not
@@ -28,6 +29,8 @@ def to_backbone_state_dict(state_dict: Mapping[str, torch.Tensor],
         state_dict (Mapping[str, torch.Tensor]): Source weights.
         prefix (str, optional): Only keep keys under this prefix, with it removed.
             Defaults to None (strip the usual prefixes).
+        roots (tuple[str, ...]): Key starts of the backbone's modules. Defaults to RepLKNet's
+            :data:`BACKBONE_ROOTS`.
 
     Returns:
         tuple[dict, list[str]]: Backbone state dict, and the source keys that were dropped.
@@ -45,7 +48,7 @@ def to_backbone_state_dict(state_dict: Mapping[str, torch.Tensor],
             for strip in _PREFIXES:
                 if name.startswith(strip):
                     name = name[len(strip):]
-        if name.startswith(BACKBONE_ROOTS):
+        if name.startswith(roots):
             kept[name] = value
         else:
             dropped.append(key)

@@ -33,6 +33,8 @@ STRICTNESS = ('exact', 'complete', 'partial', 'lenient')
 
 #: Key fragment that only a folded (deploy-form) RepLKNet large-kernel conv has.
 FOLDED_KEY = 'lkb_reparam'
+#: Key ending that only a folded UniRepLKNet block has (its training form's linear has no bias).
+UNIREPLKNET_FOLDED_KEY = 'pwconv2.0.bias'
 
 _WRAPPERS = ('state_dict', 'model', 'module')
 
@@ -42,15 +44,15 @@ class CheckpointMismatchError(ValueError):
 
 
 def is_folded(state_dict: Mapping[str, torch.Tensor]) -> bool:
-    """Whether a state dict holds a re-parameterized (deploy-form) RepLKNet.
+    """Whether a state dict holds a re-parameterized (deploy-form) RepLKNet or UniRepLKNet.
 
     Args:
         state_dict (Mapping[str, torch.Tensor]): Weights, or a module's own ``state_dict()``.
 
     Returns:
-        bool: True if any key belongs to a folded large-kernel conv.
+        bool: True if any key belongs to a folded large-kernel conv or UniRepLKNet block.
     """
-    return any(FOLDED_KEY in key for key in state_dict)
+    return any(FOLDED_KEY in key or key.endswith(UNIREPLKNET_FOLDED_KEY) for key in state_dict)
 
 
 def unwrap_state_dict(obj: object) -> dict[str, torch.Tensor]:

@@ -1,3 +1,4 @@
 from .replknet import RepLKNet
+from .unireplknet import UniRepLKNet
 
-__all__ = ['RepLKNet']
+__all__ = ['RepLKNet', 'UniRepLKNet']
