@@ -3,10 +3,12 @@
 # (mmreplk.engine.UniRepLKNetLearningRateDecayOptimizerConstructor: no weight decay on 1-D
 # parameters and biases; leaf configs set num_layers and decay_rate from their files), linear
 # decay ("poly", power 1) from lr at iteration 0 to 0 at 160k iterations with a linear warm-up
-# factor from 1e-6 to 1 over the first 1500 on top: mmcv 1.x's poly policy with warm-up, exactly
-# (lr(i) = lr x (1 - i / 160k) x min(1, 1e-6 + (1 - 1e-6) i / 1500); the two schedulers overlap
-# and multiply). Their global batch is 8 GPUs x 2 images = 16 (2.56M samples); each leaf config sets
-# the 2 images per GPU. Fewer GPUs or images per GPU: gradient accumulation as explained in
+# factor from 1e-6 to 1 over the first 1500 on top (the two schedulers overlap and multiply):
+# mmcv 1.x's poly policy with warm-up, lr(i) = lr x (1 - i / 160k) x min(1, 1e-6 + (1 - 1e-6) i /
+# 1500), up to mmengine's schedulers reaching their end values one iteration early (1 at 1499,
+# 0 at 159999).
+# Their global batch is 8 GPUs x 2 images = 16 (2.56M samples); each leaf config sets the 2
+# images per GPU. Fewer GPUs or images per GPU: gradient accumulation as explained in
 # ./schedule_adamw_poly.py (multiply every iteration count of the schedule by the accumulation).
 _base_ = ['./schedule_adamw_poly.py']
 
