@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -21,8 +22,11 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 from torch import nn
 
+from mmreplk.models import UniRepLKNet
 from mmreplk.tasks import ImageReadError, build_model, input_normalization, read_image
 from mmreplk.utils import ToolError, load_weights, read_state_dict
+
+_OUTPUT_NORM = re.compile(r'norm\d+\.')
 
 #: Thresholds of the paper's high-contribution area ratio table.
 THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
@@ -131,7 +135,9 @@ def load_backbone_checkpoint(backbone: nn.Module, checkpoint: str | os.PathLike)
     """Loads a whole-model checkpoint's backbone part, or a bare backbone file, into ``backbone``.
 
     Every backbone weight must be present (``'complete'`` mode of
-    :func:`~mmreplk.utils.load_weights`); extra keys (heads, a classifier) are ignored.
+    :func:`~mmreplk.utils.load_weights`); extra keys (heads, a classifier) are ignored. The one
+    exception: UniRepLKNet's ImageNet files have no ``norm0..3`` (the output norms its downstream
+    models add), which then keep their initial values, as when downstream training starts.
 
     Args:
         backbone (nn.Module): Any backbone.
@@ -142,6 +148,9 @@ def load_backbone_checkpoint(backbone: nn.Module, checkpoint: str | os.PathLike)
     if any(key.startswith('backbone.') for key in state_dict):
         state_dict = {key.removeprefix('backbone.'): value for key, value in state_dict.items()
                       if key.startswith('backbone.')}
+    if isinstance(backbone, UniRepLKNet):
+        own = backbone.state_dict()
+        state_dict = {**{key: own[key] for key in own if _OUTPUT_NORM.match(key)}, **state_dict}
     load_weights(backbone, state_dict, 'complete', os.fspath(checkpoint))
 
 

@@ -9,11 +9,13 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmreplk.analysis import benchmark_model, compute_erf, get_model_complexity
+from mmreplk.analysis import (benchmark_model, compute_erf, get_model_complexity,
+                              load_backbone_checkpoint)
 from mmreplk.datasets import generate_demo_dataset
 from mmreplk.deployment import export_onnx, reparameterize_checkpoint
 from mmreplk.models import UniRepLKNet, reparameterize
 from mmreplk.tasks import build_model
+from mmreplk.utils import CheckpointMismatchError
 
 DEMO = Path(__file__).parents[2] / 'configs' / 'demo'
 SEG = DEMO / 'upernet_unireplknet_tiny_demo.py'
@@ -72,3 +74,24 @@ def test_whole_model_benchmark_times_both_forms():
     timings = benchmark_model(SEG, shape=(64, 64), deploy=True, warmup=1, runs=1, device='cpu')
     assert [t.label for t in timings] == ['train', 'deploy']
     assert all(len(t.seconds) == 1 and t.seconds[0] > 0 for t in timings)
+
+
+def test_erf_loads_an_imagenet_style_file_without_the_output_norms(seg_checkpoint, tmp_path):
+    """The authors' ImageNet files hold no norm0..3 (added downstream) but a classifier; every
+    other missing weight is still refused."""
+    state_dict = torch.load(seg_checkpoint)['state_dict']
+    backbone = {key.removeprefix('backbone.'): value for key, value in state_dict.items()
+                if key.startswith('backbone.') and not key.startswith('backbone.norm')}
+    backbone.update({'norm.weight': torch.ones(128), 'head.weight': torch.zeros(1000, 128)})
+    torch.save({'model': backbone}, tmp_path / 'in1k.pth')
+    model = build_model(Config.fromfile(SEG)).backbone
+    load_backbone_checkpoint(model, tmp_path / 'in1k.pth')
+    key = 'stages.2.1.dwconv.weight'
+    assert torch.equal(model.state_dict()[key], backbone[key])
+    assert torch.equal(model.norm3.weight, torch.ones(128))
+
+    del backbone[key]
+    torch.save({'model': backbone}, tmp_path / 'broken.pth')
+    with pytest.raises(CheckpointMismatchError, match=key.replace('.', r'\.')):
+        load_backbone_checkpoint(build_model(Config.fromfile(SEG)).backbone,
+                                 tmp_path / 'broken.pth')
