@@ -240,7 +240,7 @@ def convert_unireplknet_state_dict(state_dict: Mapping[str, torch.Tensor], src: 
     model = UniRepLKNet(arch=found if arch is None else arch, **extra)
     report = match_unireplknet_state_dict(model, backbone, src)
     weights = {key: backbone[key].contiguous() for key in report.loaded}
-    name = unireplknet_arch_name(model.arch_setting)
+    name = unireplknet_arch_name(model.arch_setting, UniRepLKNet.arch_settings)
     setting = {key: [list(v) for v in value] if key == 'kernel_sizes' else list(value)
                for key, value in model.arch_setting.items()}
 

@@ -24,6 +24,7 @@ import os
 from collections.abc import Mapping
 
 import torch
+from mmengine.logging import MMLogger
 from torch import nn
 
 from .checkpoint import load_checkpoint_file
@@ -93,7 +94,33 @@ def read_state_dict(checkpoint: str | os.PathLike) -> tuple[dict[str, torch.Tens
     meta = obj.get('meta') if isinstance(obj, Mapping) else None
     state_dict = {key.removeprefix('module.'): value
                   for key, value in unwrap_state_dict(obj).items()}
+    state_dict, copies = drop_legacy_ema_copies(state_dict)
+    if copies:
+        MMLogger.get_current_instance().info(
+            f'{checkpoint}: ignored {len(copies)} ema_* copies that mmcv 1.x\'s EMAHook saved '
+            'beside the parameters (the parameters already hold the averaged weights)')
     return state_dict, dict(meta) if isinstance(meta, Mapping) else {}
+
+
+def drop_legacy_ema_copies(
+        state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Removes the ``ema_<name with _ for .>`` buffers of mmcv 1.x's EMAHook (mmdet 2.x's
+    ``ExpMomentumEMAHook``, used by the authors' UniRepLKNet detectors).
+
+    That hook swaps the averaged weights into the parameters before a checkpoint is saved, so
+    the parameters are the weights to evaluate and the ``ema_*`` entries are the raw ones.
+
+    Args:
+        state_dict (Mapping[str, torch.Tensor]): Weights as saved.
+
+    Returns:
+        tuple[dict, list[str]]: The weights without the copies, and the keys removed.
+    """
+    flattened = {key.replace('.', '_') for key in state_dict if not key.startswith('ema_')}
+    copies = [key for key in state_dict
+              if key.startswith('ema_') and key.removeprefix('ema_') in flattened]
+    removed = set(copies)
+    return {key: value for key, value in state_dict.items() if key not in removed}, copies
 
 
 @dataclasses.dataclass
@@ -136,10 +163,10 @@ def _fold_mismatch(state_dict: Mapping[str, torch.Tensor], own: Mapping[str, tor
     if is_folded(state_dict) == is_folded(own):
         return None
     if is_folded(state_dict):
-        return (f'{source} holds a deploy (folded)-form RepLKNet but the model is in training '
+        return (f'{source} holds a deploy (folded)-form backbone but the model is in training '
                 'form: build it with deploy=True (for a config: --cfg-options '
                 'model.backbone.deploy=True)')
-    return (f'{source} holds a training-form RepLKNet but the model is folded: build it with '
+    return (f'{source} holds a training-form backbone but the model is folded: build it with '
             'deploy=False (drop model.backbone.deploy=True)')
 
 

@@ -71,7 +71,7 @@ class UniRepLKNet(BaseModule):
         dwconv_impl (str): How the depth-wise convs run: 'auto' measures the available paths
             per pass on first use and keeps the fastest; a name from
             :func:`mmreplk.ops.implementations` forces one, also after folding. The dilated
-            branches of the training form always run as PyTorch's dilated conv.
+            (r > 1) branches of the training form run as PyTorch's dilated conv.
             Defaults to 'auto'.
         init_cfg (dict | list[dict], optional): Initialization config; ``type='Pretrained'``
             loads a released, converted or downstream checkpoint. Defaults to a truncated

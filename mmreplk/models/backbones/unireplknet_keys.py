@@ -88,24 +88,37 @@ def infer_unireplknet_arch(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict
     return arch, extra
 
 
-def unireplknet_arch_name(arch: Mapping) -> str:
-    """The name of the arch setting equal to ``arch`` ('A' .. 'XL'), else 'custom'."""
-    from .unireplknet import UniRepLKNet
-    for name, setting in UniRepLKNet.arch_settings.items():
-        if all(tuple(map(tuple, arch[k])) == tuple(map(tuple, setting[k]))
-               if k == 'kernel_sizes' else tuple(arch[k]) == tuple(setting[k])
-               for k in setting):
-            return name
-    return 'custom'
+def unireplknet_arch_name(arch: Mapping, arch_settings: Mapping[str, Mapping]) -> str:
+    """The name of the setting in ``arch_settings`` equal to ``arch``, else 'custom'.
+
+    Args:
+        arch (Mapping): ``depths``, ``dims`` and ``kernel_sizes``.
+        arch_settings (Mapping[str, Mapping]): Named settings (``UniRepLKNet.arch_settings``).
+
+    Returns:
+        str: E.g. 'T', or 'custom'.
+    """
+    found = _as_tuples(arch)
+    return next((name for name, setting in arch_settings.items()
+                 if _as_tuples(setting) == found), 'custom')
 
 
-def describe_unireplknet(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """Names the UniRepLKNet a backbone state dict holds, for error messages."""
+def describe_unireplknet(state_dict: Mapping[str, torch.Tensor],
+                         arch_settings: Mapping[str, Mapping]) -> str:
+    """Names the UniRepLKNet a backbone state dict holds, for error messages.
+
+    Args:
+        state_dict (Mapping[str, torch.Tensor]): Backbone keys (prefixes removed).
+        arch_settings (Mapping[str, Mapping]): Named settings (``UniRepLKNet.arch_settings``).
+
+    Returns:
+        str: E.g. 'a training-form UniRepLKNet-T'.
+    """
     try:
         arch, extra = infer_unireplknet_arch(state_dict)
     except CheckpointMismatchError as err:
         return str(err)
-    name = unireplknet_arch_name(arch)
+    name = unireplknet_arch_name(arch, arch_settings)
     form = 'folded' if extra['deploy'] else 'training-form'
     if name == 'custom':
         return f'a {form} custom UniRepLKNet (depths {arch["depths"]}, dims {arch["dims"]})'
@@ -128,7 +141,7 @@ def match_unireplknet_state_dict(model: nn.Module, state_dict: Mapping[str, torc
     Returns:
         LoadReport: Loaded, missing and unexpected keys.
     """
-    hint = f'it looks like {describe_unireplknet(state_dict)}'
+    hint = f'it looks like {describe_unireplknet(state_dict, model.arch_settings)}'
     own = model.state_dict()
     if is_folded(state_dict) == is_folded(own):
         missing = [key for key in own
@@ -162,6 +175,11 @@ def load_unireplknet_weights(model: nn.Module, filename: str | os.PathLike,
     report = match_unireplknet_state_dict(model, state_dict, filename)
     report.dropped = dropped + report.dropped
     return report
+
+
+def _as_tuples(arch: Mapping) -> tuple:
+    return (tuple(arch['depths']), tuple(arch['dims']),
+            tuple(tuple(sizes) for sizes in arch['kernel_sizes']))
 
 
 def _get(state_dict: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
