@@ -370,3 +370,29 @@ def test_segmentation_config_trains_one_iteration_at_a_tiny_size(name):
 @pytest.mark.parametrize('name', sorted(DET))
 def test_detection_config_trains_one_iteration_at_a_tiny_size(name):
     _train_one_iteration(_tiny_detector_cfg(name), _detection_batch(), 'mmdet')
+
+
+def test_docs_accumulation_command_keeps_the_global_batch_and_the_schedule():
+    """docs/unireplknet.md's command for fewer GPUs: GPUs x images x k = 16, and every iteration
+    count of the schedule k times longer, so the optimizer makes the authors' 160k steps."""
+    doc = (CONFIG_DIR.parent / 'docs' / 'unireplknet.md').read_text()
+    command = re.search(r'^bash tools/dist_train.sh configs/(\S+) (\d+) --cfg-options(.*?)^```',
+                        doc, flags=re.MULTILINE | re.DOTALL)
+    cfg = _load(command.group(1))
+    options = {key: int(value) for key, value in
+               (token.split('=') for token in command.group(3).split() if '=' in token)}
+    k = options['optim_wrapper.accumulative_counts']
+    per_gpu = options.get('train_dataloader.batch_size', cfg.train_dataloader.batch_size)
+    assert int(command.group(2)) * per_gpu * k == 16 and k > 1
+    iters, warmup = cfg.train_cfg.max_iters, cfg.param_scheduler[0].end
+    expected = {
+        'optim_wrapper.accumulative_counts': k,
+        'train_cfg.max_iters': iters * k,
+        'train_cfg.val_interval': cfg.train_cfg.val_interval * k,
+        'default_hooks.checkpoint.interval': cfg.default_hooks.checkpoint.interval * k,
+        'param_scheduler.0.end': warmup * k,
+        'param_scheduler.1.end': iters * k,
+    }
+    assert {key: value for key, value in options.items()
+            if key != 'train_dataloader.batch_size'} == expected
+    assert cfg.param_scheduler[1].begin == 0  # the poly decay needs no begin of its own

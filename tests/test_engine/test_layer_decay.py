@@ -14,7 +14,8 @@ LR, WD = 1e-4, 0.05
 
 
 class _Block(nn.Module):
-    """Parameter names, ranks and bias flags of the authors' block (sizes shrunk)."""
+    """Parameter names, ranks and bias flags of the authors' block with a 3x3 kernel (sizes
+    shrunk): GRN's gamma and beta are (1, 1, 1, C), the layer scale ``gamma`` is 1-D."""
 
     def __init__(self, dim):
         super().__init__()
@@ -23,11 +24,13 @@ class _Block(nn.Module):
         self.se = nn.Module()
         self.se.down = nn.Conv2d(dim, dim // 2, 1)
         self.se.up = nn.Conv2d(dim // 2, dim, 1)
-        self.pwconv1 = nn.Sequential(nn.Linear(dim, 2 * dim))
-        self.grn = nn.Module()
-        self.grn.gamma = nn.Parameter(torch.zeros(1, 1, 1, 2 * dim))
-        self.grn.beta = nn.Parameter(torch.zeros(1, 1, 1, 2 * dim))
-        self.pwconv2 = nn.Sequential(nn.Linear(2 * dim, dim, bias=False), nn.BatchNorm1d(dim))
+        self.pwconv1 = nn.Sequential(nn.Identity(), nn.Linear(dim, 2 * dim))
+        grn = nn.Module()
+        grn.gamma = nn.Parameter(torch.zeros(1, 1, 1, 2 * dim))
+        grn.beta = nn.Parameter(torch.zeros(1, 1, 1, 2 * dim))
+        self.act = nn.Sequential(nn.GELU(), grn)
+        self.pwconv2 = nn.Sequential(nn.Linear(2 * dim, dim, bias=False), nn.Identity(),
+                                     nn.BatchNorm2d(dim))
         self.gamma = nn.Parameter(torch.ones(dim))
 
 
@@ -108,7 +111,7 @@ def test_decaying_setting_values():
     found = _lr_and_wd_by_name(_build(model, 12, 0.8), model)
     expected = {
         'backbone.downsample_layers.0.0.weight': 1e-4 * 0.8 ** 13,   # 5.50e-6
-        'backbone.stages.0.2.pwconv1.0.weight': 1e-4 * 0.8 ** 12,
+        'backbone.stages.0.2.pwconv1.1.weight': 1e-4 * 0.8 ** 12,
         'backbone.downsample_layers.1.0.weight': 1e-4 * 0.8 ** 11,
         'backbone.stages.2.0.dwconv.weight': 1e-4 * 0.8 ** 10,
         'backbone.stages.2.26.dwconv.weight': 1e-4 * 0.8 ** 2,      # id 3 + 26 // 3 = 11
@@ -147,9 +150,9 @@ def test_weight_decay_spares_one_dimensional_parameters_and_biases():
     block = 'backbone.stages.2.4.'
     for suffix, decays in [('dwconv.weight', True), ('norm.weight', False), ('norm.bias', False),
                            ('se.down.weight', True), ('se.down.bias', False),
-                           ('pwconv1.0.weight', True), ('pwconv1.0.bias', False),
-                           ('grn.gamma', True), ('grn.beta', True),  # (1, 1, 1, C): not 1-D
-                           ('pwconv2.0.weight', True), ('pwconv2.1.weight', False),
+                           ('pwconv1.1.weight', True), ('pwconv1.1.bias', False),
+                           ('act.1.gamma', True), ('act.1.beta', True),  # (1, 1, 1, C): not 1-D
+                           ('pwconv2.0.weight', True), ('pwconv2.2.weight', False),
                            ('gamma', False)]:
         assert found[block + suffix][1] == (WD if decays else 0.0), suffix
     assert found['decode_head.weight'][1] == WD and found['decode_head.bias'][1] == 0.0
@@ -162,7 +165,7 @@ def test_dw_scale_and_frozen_parameters():
     found = _lr_and_wd_by_name(wrapper, model)
     assert not any(name.startswith('backbone.downsample_layers.0.') for name in found)
     assert found['backbone.stages.1.0.dwconv.weight'][0] == pytest.approx(LR * 0.5 ** 8 * 3)
-    assert found['backbone.stages.1.0.pwconv1.0.weight'][0] == pytest.approx(LR * 0.5 ** 8)
+    assert found['backbone.stages.1.0.pwconv1.1.weight'][0] == pytest.approx(LR * 0.5 ** 8)
     names = {g['group_name'] for g in wrapper.optimizer.param_groups}
     assert 'layer_2_decay_dwconv' in names and 'layer_2_decay' in names
 
