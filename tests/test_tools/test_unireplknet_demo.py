@@ -3,7 +3,7 @@ iterations on generated demo data, with the layer-wise lr decay, and evaluate.""
 from pathlib import Path
 
 import numpy as np
-import pytest
+import torch
 from mmengine.config import Config
 
 from mmreplk.apis import train
@@ -56,10 +56,20 @@ def test_tiny_unireplknet_cascade_mask_rcnn_trains_on_the_demo_data(tmp_path):
     cfg.default_hooks.checkpoint.interval = epochs
     cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
                                 end=2)]
+    # The weight EMA of the authors' 22K detectors, from their config.
+    cfg.custom_hooks = Config.fromfile(DEMO.parent / 'cascade_mask_rcnn_unireplknet_s_22k_coco.py'
+                                       ).custom_hooks
     runner = train(cfg)
     assert type(runner.model.backbone).__name__ == 'UniRepLKNet'
     losses = _losses(runner)
     assert len(losses) == epochs * 2 and np.isfinite(losses).all()  # 8 images, 4 per batch
     assert losses[-2:].mean() < losses[:2].mean()
     # (Validation ran too; after 6 iterations the detector may find nothing to score yet.)
-    assert (tmp_path / 'work' / f'epoch_{epochs}.pth').is_file()
+    checkpoint = torch.load(tmp_path / 'work' / f'epoch_{epochs}.pth', weights_only=False)
+    # mmengine's EMAHook saves the average as the checkpoint's model and the raw weights (what
+    # the runner's model holds) beside it; early in training the two are close, not equal.
+    key = 'backbone.stages.2.0.dwconv.lk_origin.weight'
+    raw = runner.model.state_dict()[key]
+    assert torch.equal(checkpoint['ema_state_dict']['module.' + key], raw)
+    averaged = checkpoint['state_dict'][key]
+    assert not torch.equal(averaged, raw) and torch.allclose(averaged, raw, atol=1e-2)
