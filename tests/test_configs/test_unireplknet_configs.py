@@ -396,3 +396,28 @@ def test_docs_accumulation_command_keeps_the_global_batch_and_the_schedule():
     assert {key: value for key, value in options.items()
             if key != 'train_dataloader.batch_size'} == expected
     assert cfg.param_scheduler[1].begin == 0  # the poly decay needs no begin of its own
+
+
+# name: (input H, W, the authors' README FLOPs in G); the 640 ADE20K figures are at 2560x640.
+README_FLOPS = {
+    'upernet_unireplknet_t_ade20k_512.py': (512, 2048, 946),
+    'upernet_unireplknet_s_ade20k_512.py': (512, 2048, 1036),
+    'upernet_unireplknet_b_22k_ade20k_640.py': (640, 2560, 1850),
+    'upernet_unireplknet_l_22k_ade20k_640.py': (640, 2560, 2507),
+    'upernet_unireplknet_xl_22k_ade20k_640.py': (640, 2560, 3420),
+    'cascade_mask_rcnn_unireplknet_t_coco.py': (800, 1280, 749),
+    'cascade_mask_rcnn_unireplknet_s_coco.py': (800, 1280, 835),
+    'cascade_mask_rcnn_unireplknet_b_22k_coco.py': (800, 1280, 978),
+    'cascade_mask_rcnn_unireplknet_l_22k_coco.py': (800, 1280, 1385),
+    'cascade_mask_rcnn_unireplknet_xl_22k_coco.py': (800, 1280, 1952),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', sorted(README_FLOPS))
+def test_flops_of_the_folded_model_are_the_authors(name, no_init):
+    """Minutes per config on CPU (the folded model traced once at full size)."""
+    from mmreplk.analysis import get_model_complexity
+    height, width, flops = README_FLOPS[name]
+    result = get_model_complexity(_load(name), shape=(height, width), deploy=True)
+    assert abs(result.flops / 1e9 - flops) <= 0.01 * flops, f'{result.flops / 1e9:.1f}G'
