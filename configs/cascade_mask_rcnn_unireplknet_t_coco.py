@@ -1,7 +1,8 @@
 # Cascade Mask R-CNN 3x, UniRepLKNet-T pretrained on ImageNet-1K. The authors' README: box AP
 # 51.7, mask AP 44.9, 89M parameters, 749G FLOPs (1280x800).
 # Pretrained file (their detection configs leave it unset; this is the file their T segmentation
-# config names): --cfg-options model.backbone.init_cfg.checkpoint=unireplknet_t_in1k_224_acc83.21.pth
+# config names):
+# --cfg-options model.backbone.init_cfg.checkpoint=unireplknet_t_in1k_224_acc83.21.pth
 # Recipe from their casc_mask_rcnn_unireplknet_t_in1k_fpn_3x_coco.py: drop path 0.3, gradient
 # checkpointing, layer-wise lr decay 0.8 over 12 layers, 8 GPUs x 2 images (global batch 16).
 _base_ = [

@@ -4,7 +4,8 @@
 # --cfg-options model.backbone.init_cfg.checkpoint=unireplknet_s_in22k_to_in1k_384_acc86.44.pth
 # Recipe from their upernet_unireplknet_s_in22k_640_160k_ade20k.py: drop path 0.3, gradient
 # checkpointing, layer-wise lr decay 0.9 with num_layers 9 (as S-22K-512: blocks 24-26 of
-# stages.2 get lr / 0.9; kept), 160k iterations at 8 GPUs x 2 images, whole-image test (not sliding).
+# stages.2 get lr / 0.9; kept), 160k iterations at 8 GPUs x 2 images, whole-image test (not
+# sliding).
 # Their 640 train pipeline never reached their training (see _base_/seg/ade20k_unireplknet_640.py);
 # this config trains on 640 crops as their file, config name and README state.
 _base_ = [

@@ -1,6 +1,8 @@
 # UperNet + UniRepLKNet-T (ImageNet-1K pretrain) on ADE20K, crop 512, whole-image test.
-# The authors' README: 48.6 mIoU single-scale / 49.1 multi-scale (--tta), 61M parameters, 946G FLOPs.
-# Pretrained file: --cfg-options model.backbone.init_cfg.checkpoint=unireplknet_t_in1k_224_acc83.21.pth
+# The authors' README: 48.6 mIoU single-scale / 49.1 multi-scale (--tta), 61M parameters,
+# 946G FLOPs.
+# Pretrained file:
+# --cfg-options model.backbone.init_cfg.checkpoint=unireplknet_t_in1k_224_acc83.21.pth
 # Recipe from their upernet_unireplknet_t_512_160k_ade20k.py: drop path 0.2, no gradient
 # checkpointing, layer-wise lr decay rate 1 (none; "0.9 or 1.0 makes almost no difference") over
 # 9 layers, 160k iterations at 8 GPUs x 2 images (the schedule base explains accumulation).
