@@ -28,8 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         'keys.')
     parser.add_argument('src', help='released, mmpretrain or downstream checkpoint')
     parser.add_argument('dst', help='output file')
-    parser.add_argument('--arch',
-                        choices=sorted(set(RepLKNet.arch_settings) | set(UniRepLKNet.arch_settings)),
+    archs = sorted(set(RepLKNet.arch_settings) | set(UniRepLKNet.arch_settings))
+    parser.add_argument('--arch', choices=archs,
                         help='check the weights against this arch of the family the file holds '
                         '(RepLKNet: 31B, 31L, XL; UniRepLKNet: A .. XL); default: the structure '
                         'read off the file')

@@ -156,6 +156,9 @@ def convert_checkpoint(src: str | os.PathLike,
     state_dict = unwrap_state_dict(load_checkpoint_file(src))
     if is_unireplknet_state_dict(state_dict):
         return convert_unireplknet_state_dict(state_dict, src, dst, arch, safetensors)
+    if isinstance(arch, str) and arch not in RepLKNet.arch_settings:
+        raise CheckpointMismatchError(f'{src} holds a RepLKNet; --arch {arch} is not one of '
+                                      f'{list(RepLKNet.arch_settings)}')
     backbone, dropped = to_backbone_state_dict(state_dict)
     found, extra = infer_arch(backbone)
     model = RepLKNet(arch=found if arch is None else arch, drop_path_rate=0., **extra)

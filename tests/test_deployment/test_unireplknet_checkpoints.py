@@ -145,3 +145,15 @@ def test_unireplknet_segmentor_exports_to_onnx(tmp_path):
     result = export_onnx(SEG_CONFIG, source, tmp_path / 'model.onnx', shape=(64, 64))
     assert result.max_abs_output > 0
     assert result.max_abs_diff <= 1e-4 * result.max_abs_output
+
+
+def test_an_arch_of_the_other_family_is_refused_by_name(tmp_path):
+    from mmreplk.models import RepLKNet
+    torch.save(UniRepLKNet(SEG_ARCH).state_dict(), tmp_path / 'uni.pth')
+    with pytest.raises(CheckpointMismatchError, match='holds a UniRepLKNet; --arch 31B'):
+        convert_checkpoint(tmp_path / 'uni.pth', tmp_path / 'out.pth', arch='31B')
+    arch = dict(large_kernel_sizes=[13, 11, 9, 7], layers=[1, 1, 1, 1], channels=[8, 16, 24, 32],
+                small_kernel=5, dw_ratio=1, ffn_ratio=2)
+    torch.save(RepLKNet(arch).state_dict(), tmp_path / 'replk.pth')
+    with pytest.raises(CheckpointMismatchError, match='holds a RepLKNet; --arch T'):
+        convert_checkpoint(tmp_path / 'replk.pth', tmp_path / 'out.pth', arch='T')

@@ -133,7 +133,8 @@ class UniRepLKNet(BaseModule):
         self.num_stages = len(self.dims)
         self.out_indices = _resolve_out_indices(out_indices, self.num_stages)
         if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], got {frozen_stages}')
+            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], '
+                             f'got {frozen_stages}')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
