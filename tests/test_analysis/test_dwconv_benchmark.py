@@ -1,13 +1,16 @@
-"""mmreplk.ops.benchmark and tools/analysis/benchmark_dwconv.py on a tiny Table-1 setting."""
+"""mmreplk.analysis.dwconv_benchmark and tools/analysis/benchmark_dwconv.py on a tiny Table-1
+setting."""
 import re
 import time
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from mmreplk.ops import implementations
-from mmreplk.ops.benchmark import (MODES, benchmark_depthwise, depthwise_stack, format_table,
-                                   stack_flops, time_stack, valid_stack_flops, valid_taps)
+from mmreplk.analysis.dwconv_benchmark import (MODES, benchmark_depthwise, cell_unsupported,
+                                               depthwise_stack, format_table, stack_flops,
+                                               time_stack, valid_stack_flops, valid_taps)
+from mmreplk.ops import DepthwiseBackend, DepthwiseDispatcher, implementations, use_dispatcher
 
 from helpers import load_tool
 
@@ -87,7 +90,10 @@ def test_tool_writes_table(tmp_path, capsys):
     text = out.read_text()
     assert 'input (1, 2, R, R)' in text  # the CPU default batch is stated
     assert '| forward | 7 | nchw |' in text and '| forward | 7 | auto |' in text
-    assert text.strip() in capsys.readouterr().out
+    assert text.split('\n\n![')[0].strip() in capsys.readouterr().out
+    # The picture beside the markdown, linked from it.
+    figure = tmp_path / 'table.png'
+    assert figure.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and '](table.png)' in text
 
 
 @pytest.mark.parametrize('argv, message', [
@@ -122,3 +128,66 @@ def test_budget_cuts_the_slowest_paths_to_one_run():
     assert module.calls == 2
     time_stack(module, x, 'forward', warmup=0, runs=5)
     assert module.calls == 7
+
+
+class SmallMapsOnly(DepthwiseBackend):
+    """PyTorch's conv, declared unable to run maps wider than 8 (like a kernel with a limit)."""
+    name = 'small_maps_only'
+
+    def unsupported(self, pass_name, device, dtype, kernel_size, shape):
+        return None if shape[3] <= 8 else f'covers at most 8 columns, got {shape[3]}'
+
+    def forward(self, x, weight, bias):
+        return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2, groups=weight.shape[0])
+
+
+class Broken(SmallMapsOnly):
+    """Claims every size, raises on each."""
+    name = 'broken'
+
+    def unsupported(self, pass_name, device, dtype, kernel_size, shape):
+        return None
+
+    def forward(self, x, weight, bias):
+        raise RuntimeError('boom\nsecond line of the message')
+
+
+def test_each_cell_is_checked_and_a_failing_cell_does_not_end_the_table():
+    dispatcher = DepthwiseDispatcher(backends=['nchw', SmallMapsOnly(), Broken()], cache_file='')
+    cells = [('forward', 8, 3), ('forward', 16, 3), ('forward', 16, 5)]
+    seen = []
+    with use_dispatcher(dispatcher):
+        results = benchmark_depthwise(batch_size=1, channels=2, depth=1, warmup=0, runs=1,
+                                      impls=('nchw', 'small_maps_only', 'broken', 'auto'),
+                                      cells=cells, on_result=seen.append)
+    assert seen == results and len(results) == 3 * 4
+    by_cell = {(r.resolution, r.kernel_size, r.impl): r for r in results}
+    # The path runs where it can and is n/a where it cannot, cell by cell.
+    assert by_cell[8, 3, 'small_maps_only'].ms > 0
+    limited = by_cell[16, 3, 'small_maps_only']
+    assert limited.ms is None and limited.gflops is None
+    assert limited.unavailable == 'forward: covers at most 8 columns, got 16'
+    # A path that raises is reported, and every later cell is still measured.
+    assert all(by_cell[r, k, 'broken'].unavailable == 'failed: RuntimeError: boom'
+               for r, k in ((8, 3), (16, 3), (16, 5)))
+    assert by_cell[16, 5, 'nchw'].ms > 0 and by_cell[16, 5, 'auto'].ms > 0
+    assert by_cell[16, 5, 'auto'].resolved == 'fwd=nchw'  # auto skipped both
+    table = format_table(results)
+    assert ('| forward | 16 | small_maps_only | n/a (forward: covers at most 8 columns, got 16) '
+            '| n/a (forward: covers at most 8 columns, got 16) |') in table
+    assert '| forward | 16 | broken | n/a (failed: RuntimeError: boom) |' in table
+
+
+def test_cell_support_is_asked_for_every_pass_of_the_mode():
+    class NoWeightGrad(SmallMapsOnly):
+        name = 'no_weight_grad'
+
+        def unsupported(self, pass_name, device, dtype, kernel_size, shape):
+            return 'no weight gradient' if pass_name == 'weight_grad' else None
+
+    with use_dispatcher(DepthwiseDispatcher(backends=['nchw', NoWeightGrad()], cache_file='')):
+        args = (torch.device('cpu'), torch.float32, 3, (1, 2, 8, 8))
+        assert cell_unsupported('no_weight_grad', 'forward', *args) is None
+        assert cell_unsupported('no_weight_grad', 'forward_backward',
+                                *args) == 'weight_grad: no weight gradient'
+        assert cell_unsupported('auto', 'forward_backward', *args) is None
