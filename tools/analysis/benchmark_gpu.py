@@ -15,6 +15,7 @@ needs mmseg, mmdet, pycocotools or ``mmcv.ops`` (the GPU box has none of them).
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 import tempfile
@@ -61,15 +62,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     form.add_argument('--dry-run', action='store_true',
                       help='every section and Table-1 cell at tiny sizes, one pass each (on a '
                       'CPU with TRITON_INTERPRET=1: the GPU run rehearsed)')
+    form.add_argument('--count-compiles', action='store_true',
+                      help='print how many Triton compiles the run with these settings makes '
+                      '(no GPU needed: launches replayed under TRITON_INTERPRET=1, nothing runs)')
     parser.add_argument('--keep-triton-cache', action='store_true',
                         help="reuse Triton's on-disk kernel cache (default: a fresh one, so the "
                         'first-use cost is that of a fresh machine)')
     return parser.parse_args(argv)
 
 
+def run_options(args: argparse.Namespace) -> dict:
+    """Keyword arguments of run_gpu_benchmark for the chosen form."""
+    if args.quick or args.dry_run:
+        return dict(QUICK if args.quick else DRY_RUN)
+    options = dict(batch_size=args.batch_size, size=args.size)
+    if args.arch:
+        options['backbones'] = [('RepLKNet', args.arch)]
+    return options
+
+
+def count_compiles(args: argparse.Namespace) -> int:
+    """Prints the expected Triton compiles of the real run with these settings."""
+    os.environ['TRITON_INTERPRET'] = '1'  # replayed launches only; set before triton loads
+    if 'triton' in sys.modules:
+        raise SystemExit('--count-compiles must set TRITON_INTERPRET=1 before triton is '
+                         'imported; run it in a process of its own')
+    from mmreplk.analysis.gpu_benchmark import run_gpu_benchmark
+    from mmreplk.analysis.triton_compiles import count_compiles as count, gpu_run_calls
+    defaults = inspect.signature(run_gpu_benchmark).parameters
+    options = {name: param.default for name, param in defaults.items()
+               if param.default is not inspect.Parameter.empty}
+    options.update(run_options(args))
+    second = options['second_height']
+    calls = gpu_run_calls(args.sections, args.precisions, options['backbones'],
+                          options['batch_size'], options['size'],
+                          options['size'] - 32 if second is None else second,
+                          options['table1_cells'], options['table1_batch'],
+                          options['table1_channels'])
+    print(count(calls).summary())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logger = MMLogger.get_instance('benchmark_gpu')
+    if args.count_compiles:
+        return count_compiles(args)
     device = torch.device(args.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         # Not through mmreplk.apis' exit_on_user_error: that package reaches pycocotools.
@@ -80,14 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         # Read by Triton when it first compiles, which has not happened yet in this process.
         os.environ['TRITON_CACHE_DIR'] = tempfile.mkdtemp(prefix='mmreplk-triton-')
     from mmreplk.analysis.gpu_benchmark import MarkdownReport, run_gpu_benchmark
-    if args.quick or args.dry_run:
-        options = dict(QUICK if args.quick else DRY_RUN)
-    else:
-        options = dict(batch_size=args.batch_size, size=args.size)
-        if args.arch:
-            options['backbones'] = [('RepLKNet', args.arch)]
     failed = run_gpu_benchmark(MarkdownReport(args.out), device, args.sections, args.precisions,
-                               **options)
+                               **run_options(args))
     if failed:
         logger.error(f'sections that failed: {failed} (see the report and the traceback above)')
     return 1 if failed else 0
