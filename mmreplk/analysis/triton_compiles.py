@@ -165,13 +165,8 @@ def count_compiles(calls: Sequence[Call]) -> CompileCount:
     Returns:
         CompileCount: The expected compiles.
     """
-    from triton.runtime.interpreter import InterpretedFunction
-    if not _interpreting():
-        raise RuntimeError('counting Triton compiles replays launches under Triton\'s '
-                           'interpreter: set TRITON_INTERPRET=1 before triton is imported')
-    launches: list[tuple[InterpretedFunction, dict]] = []
     errors: list[str] = []
-    with _recording(InterpretedFunction, launches):
+    with replaying_launches() as launches:
         for call in dict.fromkeys(calls):
             for impl in _triton_impls(call):
                 try:
@@ -215,16 +210,35 @@ def _replay(impl: str, call: Call) -> None:
 
 
 @contextlib.contextmanager
-def _recording(interpreted: type, launches: list) -> Iterator[None]:
+def replaying_launches(launches: list | None = None) -> Iterator[list]:
+    """Inside the block, Triton kernels launched under the interpreter are recorded, not run.
+
+    The package's launchers still run in full (argument checks, grids, buckets, alignment), so a
+    CPU rehearsal walks every launch of a GPU run at its real shapes in no time; outputs are left
+    as allocated (garbage). Needs ``TRITON_INTERPRET=1`` set before Triton was imported.
+
+    Args:
+        launches (list, optional): Where to append ``(kernel, arguments by name)`` per launch.
+            Defaults to None (a new list).
+
+    Yields:
+        list: The recorded launches.
+    """
+    if not _interpreting():
+        raise RuntimeError("replaying Triton launches needs Triton's interpreter: set "
+                           'TRITON_INTERPRET=1 before triton is imported')
+    from triton.runtime.interpreter import InterpretedFunction
+    launches = [] if launches is None else launches
+
     def record(self, *args, grid, warmup, **kwargs):
         launches.append((self, {**dict(zip(self.arg_names, args)), **kwargs}))
 
-    original = interpreted.run
-    interpreted.run = record
+    original = InterpretedFunction.run
+    InterpretedFunction.run = record
     try:
-        yield
+        yield launches
     finally:
-        interpreted.run = original
+        InterpretedFunction.run = original
 
 
 def _autotuners() -> list:

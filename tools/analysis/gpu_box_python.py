@@ -22,6 +22,7 @@ Examples:
 from __future__ import annotations
 
 import importlib.abc
+import importlib.machinery
 import importlib.metadata
 import os
 import re
@@ -40,6 +41,7 @@ GPU_BOX_MODULES = ('torch', 'triton', 'numpy', 'pytest', 'timm', 'cv2', 'PIL', '
 WHEEL_MODULES = {'mmcv-lite': 'mmcv'}
 
 SESSION_SCRIPT = Path(__file__).with_name('gpu_session.sh')
+REPO = Path(__file__).resolve().parents[2]
 
 
 def session_wheels(script: Path = SESSION_SCRIPT) -> list[str]:
@@ -64,31 +66,60 @@ def _requirements(dist: str) -> list[str]:
             if ';' not in req or 'extra' not in req.split(';', 1)[1]]
 
 
-def allowed_distributions(wheels: list[str]) -> set[str]:
-    """The GPU box's distributions: its packages' closure over their requirements, plus the
-    wheels themselves (not their requirements: those must be on the box or in the list)."""
+def box_distributions() -> set[str]:
+    """The distributions the GPU box has installed: its packages and, transitively, what they
+    require."""
     owners = importlib.metadata.packages_distributions()
     todo = [dist for module in GPU_BOX_MODULES for dist in owners.get(module, [])]
-    allowed: set[str] = set()
+    found: set[str] = set()
     while todo:
         dist = _normalize(todo.pop())
-        if dist not in allowed:
-            allowed.add(dist)
+        if dist not in found:
+            found.add(dist)
             todo += _requirements(dist)
-    return allowed | {_normalize(WHEEL_MODULES.get(w, w)) for w in wheels} | {
-        _normalize(w) for w in wheels}
+    return found
+
+
+def wheel_distributions(wheels: list[str]) -> set[str]:
+    """The wheels as distribution names (the names they are installed under here, too),
+    without their requirements: those must be on the box or in the list."""
+    return {_normalize(w) for w in wheels} | {_normalize(WHEEL_MODULES.get(w, w)) for w in wheels}
+
+
+def _importer() -> str:
+    """Top-level package of the code running the import statement (outside importlib)."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(('<frozen importlib',
+                                                                       __file__)):
+        frame = frame.f_back
+    return '' if frame is None else frame.f_globals.get('__name__', '').partition('.')[0]
+
+
+def _in_checkout(name: str) -> bool:
+    """Whether a top-level module is found in this checkout (mmreplk, tests, tools), which the
+    GPU box has whatever distribution also claims the name (mmsegmentation ships 'tests')."""
+    module = sys.modules.get(name)
+    spec = module.__spec__ if module is not None else importlib.machinery.PathFinder.find_spec(
+        name)
+    where = spec and (spec.origin if spec.origin not in (None, 'namespace') else
+                      next(iter(spec.submodule_search_locations or ()), None))
+    return bool(where) and Path(where).resolve().is_relative_to(REPO)
 
 
 class RefusingFinder(importlib.abc.MetaPathFinder):
     """Raises ModuleNotFoundError for modules the GPU box does not have.
 
     Args:
-        allowed (set[str] | None): Normalized distribution names that may be imported from;
-            None allows every distribution (only :data:`REFUSED` is refused).
+        box (set[str] | None): Normalized names of the distributions the box has installed.
+            Their own imports are theirs to guard (torch probes onnx, say), so only imports
+            made by other code (mmreplk, the tests, the wheels) are checked. None checks
+            nothing but :data:`REFUSED`.
+        wheels (set[str]): Distributions of the wheel list. Defaults to none.
     """
 
-    def __init__(self, allowed: set[str] | None = None) -> None:
-        self.allowed = allowed
+    def __init__(self, box: set[str] | None = None, wheels: set[str] = frozenset()) -> None:
+        self.box = box
+        self.wheels = wheels
         self.owners = {module: {_normalize(d) for d in dists}
                        for module, dists in importlib.metadata.packages_distributions().items()}
 
@@ -96,9 +127,12 @@ class RefusingFinder(importlib.abc.MetaPathFinder):
         if any(fullname == name or fullname.startswith(name + '.') for name in REFUSED):
             raise ModuleNotFoundError(f'{fullname} is not on the GPU box (refused by '
                                       f'{Path(__file__).name})', name=fullname)
+        if self.box is None:
+            return None
         top = fullname.partition('.')[0]
         dists = self.owners.get(top)
-        if self.allowed is not None and dists and not dists & self.allowed:
+        if (dists and not dists & (self.box | self.wheels) and not _in_checkout(top)
+                and not self.owners.get(_importer(), set()) & self.box):
             raise ModuleNotFoundError(
                 f'{fullname} (from {sorted(dists)}) is not on the GPU box: neither GPU.md lists '
                 f'it nor WHEELS=(...) of gpu_session.sh (refused by {Path(__file__).name})',
@@ -112,8 +146,9 @@ def main(argv: list[str]) -> None:
     if not argv or argv[0] in ('-h', '--help'):
         print(__doc__)
         raise SystemExit(0 if argv else 2)
-    sys.meta_path.insert(0, RefusingFinder(
-        allowed_distributions(session_wheels()) if only_box else None))
+    sys.meta_path.insert(0, RefusingFinder(box_distributions(),
+                                           wheel_distributions(session_wheels()))
+                         if only_box else RefusingFinder())
     # sys.path[0] as plain python sets it: the working directory for -m / -c, else the
     # script's folder (this launcher's own folder is not on the path of the code it runs).
     if argv[0] == '-m':
