@@ -132,10 +132,13 @@ class MarkdownReport:
                 file.write(text + '\n')
 
     def figure_path(self, name: str) -> Path | None:
-        """Where a figure of this report goes: ``<report stem>_<name>.png`` beside it, or None
-        for a report without a file."""
-        return None if self.path is None else self.path.with_name(
-            f'{self.path.stem}_{name}.png')
+        """Where a figure of this report goes: ``<report stem>_<name>.png`` beside it (just
+        ``<name>.png`` where the stem already starts the name, e.g. table1.md ->
+        table1_fp32.png), or None for a report without a file."""
+        if self.path is None:
+            return None
+        stem = self.path.stem
+        return self.path.with_name(f'{name if name.startswith(stem) else f"{stem}_{name}"}.png')
 
     def add_figure(self, written: Path | None, caption: str) -> None:
         """Links a PNG just written (no-op for None) into the report."""

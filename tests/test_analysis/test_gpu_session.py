@@ -1,0 +1,112 @@
+"""tools/analysis/gpu_session.sh rehearsed on the CPU, and what the GPU box can import.
+
+The GPU box has torch, Triton, numpy, pytest, timm, OpenCV, Pillow, matplotlib, rich, PyYAML
+and the wheels of ``WHEELS=(...)`` in gpu_session.sh, nothing else (no mmseg, mmdet,
+pycocotools or compiled ``mmcv.ops``); tools/analysis/gpu_box_python.py runs Python with only
+that importable.
+"""
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmreplk.analysis.gpu_benchmark import TABLE1_CELLS, table1_impls
+
+ROOT = Path(__file__).parents[2]
+SESSION = ROOT / 'tools' / 'analysis' / 'gpu_session.sh'
+GPU_BOX_PYTHON = ROOT / 'tools' / 'analysis' / 'gpu_box_python.py'
+PARTS = ('setup', 'compiles', 'tests_new_kernels', 'tests_cuda', 'table1', 'backbone',
+         'inference')
+
+
+def _run(args, timeout=300, **env):
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1',
+                               **env})
+
+
+def _gpu_box(code: str, *flags: str) -> subprocess.CompletedProcess:
+    return _run([sys.executable, str(GPU_BOX_PYTHON), *flags, '-c', code], timeout=120)
+
+
+def test_dry_run_walks_every_part_section_and_table1_cell(tmp_path):
+    result = _run(['bash', str(SESSION), '--dry-run'], timeout=900, OUT=str(tmp_path),
+                  PYTHON=sys.executable)
+    session = (tmp_path / 'session.md').read_text()
+    assert result.returncode == 0, session + result.stdout[-3000:]
+    for part in PARTS:
+        assert re.search(rf'^- [\d:]+ {part}: passed \(rc=0\)', session, re.M), part
+    assert '0 part(s) failed or stopped' in session
+    # The expected compiles of the real run are printed (counted, not zero).
+    count = re.search(r'expected Triton compiles: (\d+) \((\d+) autotunings', session)
+    assert count and int(count.group(1)) > int(count.group(2)) > 0
+    # pytest -v with a junit report per test part; every CUDA test selected by one part.
+    selected = 0
+    for part in ('tests_new_kernels', 'tests_cuda'):
+        suite = ElementTree.parse(tmp_path / f'junit_{part}.xml').getroot().find('testsuite')
+        assert int(suite.get('errors')) == int(suite.get('failures')) == 0
+        selected += int(suite.get('tests'))
+        log = (tmp_path / f'{part}.log').read_text()
+        assert 'PASSED' in log or 'SKIPPED' in log  # pytest -v: one line per test
+    assert selected > 0
+    # Every Table-1 cell of every table, each measured or n/a with a reason, never failed.
+    table1 = (tmp_path / 'table1.md').read_text()
+    cells = re.findall(r'^<!-- (\w+) R=(\d+) K=(\d+) (\w+): (.*) -->$', table1, re.M)
+    impls = table1_impls(torch.device('cpu'))
+    expected = [(mode, str(r), str(k), impl) for mode, r, k in TABLE1_CELLS for impl in impls]
+    fp32, bf16, tf32_off = (expected, expected, expected[:len(impls)])
+    assert [cell[:4] for cell in cells] == fp32 + bf16 + tf32_off
+    assert not [cell for cell in cells if 'failed' in cell[4]]
+    assert re.search(r'forward R=64 K=31 triton_toeplitz: n/a \(forward: ', table1)
+    assert table1.count('### 1 stacked depth-wise layers, (1, 1, R, R), fp32') == 2
+    # Both backbone sections ran; a new height measured nothing.
+    backbone = (tmp_path / 'backbone.md').read_text()
+    assert backbone.count('0 buckets measured, 0 Triton tunings (expected: 0 and 0)') == 2
+    assert '| auto |' in (tmp_path / 'inference.md').read_text()
+    for figure in ('table1_fp32', 'table1_bf16', 'table1_fp32_tf32_off', 'backbone_train_step',
+                   'inference'):
+        assert (tmp_path / f'{figure}.png').read_bytes()[:4] == b'\x89PNG', figure
+
+
+@pytest.mark.parametrize('module', ['pycocotools', 'mmseg', 'mmdet', 'mmcv.ops'])
+def test_the_gpu_box_python_refuses_what_the_box_lacks(module):
+    result = _gpu_box(f'import {module}')
+    assert result.returncode != 0
+    assert f'ModuleNotFoundError: {module} is not on the GPU box' in result.stderr
+
+
+def test_op_backbone_and_benchmark_import_with_only_the_gpu_box(tmp_path):
+    result = _gpu_box('import mmreplk.ops, mmreplk.models, mmreplk.analysis.gpu_benchmark, '
+                      'mmreplk.analysis.triton_compiles; import mmreplk.ops as ops; '
+                      'print(len(ops.implementations()))', '--only-gpu-box')
+    assert result.returncode == 0, result.stderr[-3000:]
+    # A distribution neither on the box nor among the wheels is refused to our code ...
+    result = _gpu_box('import terminaltables', '--only-gpu-box')
+    assert 'terminaltables' in result.stderr and 'is not on the GPU box' in result.stderr
+
+
+def test_the_wheel_list_is_needed_entry_by_entry():
+    # Without addict in WHEELS=(...), mmengine (and so mmreplk) no longer imports.
+    code = ('import sys; sys.path.insert(0, "tools/analysis"); import gpu_box_python as box; '
+            'wheels = [w for w in box.session_wheels() if w != "addict"]; '
+            'sys.meta_path.insert(0, box.RefusingFinder(box.box_distributions(), '
+            'box.wheel_distributions(wheels))); import mmreplk.models')
+    result = _run([sys.executable, '-c', code], timeout=120)
+    assert result.returncode != 0 and "addict (from ['addict']) is not on the GPU box" in \
+        result.stderr
+
+
+def test_the_wheel_list_is_read_from_the_session_script():
+    sys.path.insert(0, str(GPU_BOX_PYTHON.parent))
+    try:
+        import gpu_box_python
+    finally:
+        sys.path.remove(str(GPU_BOX_PYTHON.parent))
+    wheels = gpu_box_python.session_wheels()
+    assert wheels[:2] == ['mmengine', 'mmcv-lite'] and 'addict' in wheels
+    assert 'mmcv' in gpu_box_python.wheel_distributions(wheels)
