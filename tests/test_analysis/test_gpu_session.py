@@ -5,6 +5,7 @@ and the wheels of ``WHEELS=(...)`` in gpu_session.sh, nothing else (no mmseg, mm
 pycocotools or compiled ``mmcv.ops``); tools/analysis/gpu_box_python.py runs Python with only
 that importable.
 """
+import json
 import os
 import re
 import subprocess
@@ -110,3 +111,36 @@ def test_the_wheel_list_is_read_from_the_session_script():
     wheels = gpu_box_python.session_wheels()
     assert wheels[:2] == ['mmengine', 'mmcv-lite'] and 'addict' in wheels
     assert 'mmcv' in gpu_box_python.wheel_distributions(wheels)
+
+
+COUNT_CODE = '''
+import json
+import torch
+from mmreplk.analysis.triton_compiles import count_compiles, is_triton_backend
+from mmreplk.ops import implementations
+impl = next(name for name in implementations()[1:] if is_triton_backend(name))
+def count(*calls):
+    result = count_compiles([(p, shape, k, torch.float32, True, impl) for p, shape, k in calls])
+    assert not result.errors, result.errors
+    return result.total, sum(result.tunings.values())
+one = count(('forward', (2, 8, 32, 32), 31))
+same_bucket = count(('forward', (2, 8, 32, 32), 31), ('forward', (2, 8, 32, 32), 31),
+                    ('forward', (2, 8, 32, 32), 31))
+new_height = count(('forward', (2, 8, 32, 32), 31), ('forward', (2, 8, 30, 32), 31))
+new_kernel = count(('forward', (2, 8, 32, 32), 31), ('forward', (2, 8, 32, 32), 13))
+print(json.dumps([impl, one, same_bucket, new_height, new_kernel]))
+'''
+
+
+def test_expected_compiles_follow_the_autotuner_keys():
+    result = _run([sys.executable, '-c', COUNT_CODE], timeout=120, TRITON_INTERPRET='1')
+    assert result.returncode == 0, result.stderr[-3000:]
+    impl, *counts = json.loads(result.stdout.splitlines()[-1])
+    one, same, height, kernel = map(tuple, counts)
+    compiles, tunings = one
+    assert tunings >= 1 and compiles >= 2 * tunings  # every config of a new key compiles
+    assert same == one  # repeats compile nothing
+    # A height in the same bucket: no new tuning; its new divisibility by 16 compiles once
+    # per kernel launched.
+    assert height[1] == tunings and one[0] < height[0] <= one[0] + tunings
+    assert kernel == (2 * compiles, 2 * tunings)  # K is in the key
