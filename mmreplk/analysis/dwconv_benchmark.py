@@ -168,8 +168,18 @@ def auto_choices(device: torch.device, dtype: torch.dtype, kernel_size: int, sha
         for p in MODE_PASSES[mode])
 
 
+def is_triton_backend(impl: str) -> bool:
+    """Whether a registered backend runs our Triton kernels rather than PyTorch's own paths (by
+    the names of its classes and their modules); False for 'auto'."""
+    if impl == 'auto':
+        return False
+    backend = type(get_dispatcher().backend(impl))
+    return any('triton' in f'{cls.__module__}.{cls.__name__}'.lower() for cls in backend.__mro__)
+
+
 def cell_unsupported(impl: str, mode: str, device: torch.device, dtype: torch.dtype,
-                     kernel_size: int, shape: Sequence[int]) -> str | None:
+                     kernel_size: int, shape: Sequence[int],
+                     skip_what_auto_skips: Sequence[str] = ()) -> str | None:
     """Why a forced ``impl`` cannot run some pass of this cell, or None when it can.
 
     Asked per cell, not once per path: a kernel may cover small maps only. 'auto' can always
@@ -182,6 +192,10 @@ def cell_unsupported(impl: str, mode: str, device: torch.device, dtype: torch.dt
         dtype (torch.dtype): Dtype of the cell.
         kernel_size (int): K.
         shape (Sequence[int]): Input (N, C, R, R).
+        skip_what_auto_skips (Sequence[str]): Paths not timed where ``auto`` would not
+            measure them either (:meth:`~mmreplk.ops.DepthwiseBackend.auto_skip`: measured
+            slower or outside the accuracy bounds), to spend a short GPU slot on the paths
+            that can win. Defaults to none.
 
     Returns:
         str | None: E.g. 'forward: triton_toeplitz does not cover ...'.
@@ -193,6 +207,10 @@ def cell_unsupported(impl: str, mode: str, device: torch.device, dtype: torch.dt
         why = backend.unsupported(pass_name, device, dtype, kernel_size, tuple(shape))
         if why is not None:
             return f'{pass_name}: {why}'
+        if impl in skip_what_auto_skips:
+            why = backend.auto_skip(pass_name, device, dtype, kernel_size, tuple(shape))
+            if why is not None:
+                return f'{pass_name}: not timed, auto skips it: {why}'
     return None
 
 
@@ -222,8 +240,8 @@ def benchmark_depthwise(kernel_sizes: Sequence[int] = (3, 7, 13, 31),
                         runs: int = 3,
                         cells: Sequence[Cell] | None = None,
                         budget_s: float | None = None,
-                        on_result: Callable[['DepthwiseTiming'], None] | None = None
-                        ) -> list[DepthwiseTiming]:
+                        on_result: Callable[['DepthwiseTiming'], None] | None = None,
+                        skip_what_auto_skips: Sequence[str] = ()) -> list[DepthwiseTiming]:
     """Times the Table-1 stack for every (mode, R, impl, K).
 
     A cell a forced path cannot run (see :func:`cell_unsupported`) or that raises while it runs
@@ -248,6 +266,7 @@ def benchmark_depthwise(kernel_sizes: Sequence[int] = (3, 7, 13, 31),
             see :func:`time_stack`. Defaults to None.
         on_result (Callable, optional): Called with each timing as soon as it is measured (a
             report written as it goes keeps what was measured when stopped). Defaults to None.
+        skip_what_auto_skips (Sequence[str]): See :func:`cell_unsupported`. Defaults to none.
 
     Returns:
         list[DepthwiseTiming]: One entry per cell and implementation.
@@ -265,7 +284,8 @@ def benchmark_depthwise(kernel_sizes: Sequence[int] = (3, 7, 13, 31),
     for mode, resolution, kernel_size in cells:
         shape = (batch_size, channels, resolution, resolution)
         for impl in impls:
-            why = cell_unsupported(impl, mode, device, dtype, kernel_size, shape)
+            why = cell_unsupported(impl, mode, device, dtype, kernel_size, shape,
+                                   skip_what_auto_skips)
             timing = None
             if why is None:
                 try:

@@ -41,7 +41,8 @@ from mmreplk.models import reparameterize
 from mmreplk.ops import (DepthwiseDispatcher, autotune_entries, fp32_convs_use_tf32,
                          implementations, set_depthwise_impl, use_dispatcher)
 from mmreplk.utils.timing import device_name, synchronize
-from .dwconv_benchmark import Cell, DepthwiseTiming, benchmark_depthwise, format_table, time_once
+from .dwconv_benchmark import (Cell, DepthwiseTiming, benchmark_depthwise, format_table,
+                               is_triton_backend, time_once)
 from .plots import plot_steps, plot_table1
 
 #: Backbones timed: (registry type, arch). A UniRepLKNet-T/S row is one more line here once
@@ -407,10 +408,12 @@ def _table1_precision(report: MarkdownReport, device: torch.device, cells: Seque
         what = f'n/a ({t.unavailable})' if t.ms is None else f'{t.ms:.2f} ms ({t.resolved})'
         report.write(f'<!-- {t.mode} R={t.resolution} K={t.kernel_size} {t.impl}: {what} -->')
 
+    # Our kernels are timed where auto would measure them; PyTorch's paths everywhere.
+    kernels = [impl for impl in impls if is_triton_backend(impl)]
     results = benchmark_depthwise(batch_size=batch_size, channels=channels, depth=depth,
                                   impls=impls, device=device, dtype=DTYPES[precision],
                                   warmup=warmup, runs=runs, cells=cells, budget_s=budget_s,
-                                  on_result=write_cell)
+                                  on_result=write_cell, skip_what_auto_skips=kernels)
     report.write('\n' + format_table(results, peak_tflops=peak))
     return results
 

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from mmreplk.ops import PASSES, DepthwiseConv2d, get_dispatcher, set_depthwise_impl
-from .dwconv_benchmark import MODE_PASSES, Cell
+from .dwconv_benchmark import MODE_PASSES, Cell, is_triton_backend
 
 #: One conv pass the real run makes: (pass, input shape (N, C, H, W), K, dtype, TF32 on, impl).
 Call = tuple[str, tuple[int, int, int, int], int, torch.dtype, bool, str]
@@ -63,12 +63,6 @@ class CompileCount:
         lines.append(f'expected Triton compiles: {self.total} ({sum(self.tunings.values())} '
                      f'autotunings, {self.launches} launches replayed)')
         return '\n'.join(lines)
-
-
-def is_triton_backend(impl: str) -> bool:
-    """Whether a registered backend runs Triton kernels (by its class and module names)."""
-    backend = type(get_dispatcher().backend(impl))
-    return any('triton' in f'{cls.__module__}.{cls.__name__}'.lower() for cls in backend.__mro__)
 
 
 def backbone_calls(model: nn.Module, image_shape: Sequence[int], dtype: torch.dtype, tf32: bool,
@@ -186,7 +180,10 @@ def _triton_impls(call: Call) -> list[str]:
     pass_name, shape, kernel_size, dtype, _, impl = call
     device = torch.device('cuda')
     if impl != 'auto':
-        return [impl] if is_triton_backend(impl) else []
+        # As the GPU benchmark's Table 1 does: our kernels only where auto would measure them.
+        backend = get_dispatcher().backend(impl)
+        return [impl] if is_triton_backend(impl) and backend.auto_skip(
+            pass_name, device, dtype, kernel_size, shape) is None else []
     candidates, _ = get_dispatcher().candidates(pass_name, device, dtype, kernel_size, shape)
     return [name for name in candidates if is_triton_backend(name)]
 

@@ -191,3 +191,25 @@ def test_cell_support_is_asked_for_every_pass_of_the_mode():
         assert cell_unsupported('no_weight_grad', 'forward_backward',
                                 *args) == 'weight_grad: no weight gradient'
         assert cell_unsupported('auto', 'forward_backward', *args) is None
+
+
+def test_paths_auto_skips_can_be_left_untimed_cell_by_cell():
+    class SlowOnWideMaps(SmallMapsOnly):
+        name = 'slow_on_wide_maps'
+
+        def unsupported(self, pass_name, device, dtype, kernel_size, shape):
+            return None
+
+        def auto_skip(self, pass_name, device, dtype, kernel_size, shape):
+            return 'measured 5x slower' if shape[3] > 8 else None
+
+    with use_dispatcher(DepthwiseDispatcher(backends=['nchw', SlowOnWideMaps()], cache_file='')):
+        results = benchmark_depthwise(batch_size=1, channels=2, depth=1, warmup=0, runs=1,
+                                      impls=('nchw', 'slow_on_wide_maps'),
+                                      cells=[('forward', 8, 3), ('forward', 16, 3)],
+                                      skip_what_auto_skips=['slow_on_wide_maps'])
+        timed = benchmark_depthwise(batch_size=1, channels=2, depth=1, warmup=0, runs=1,
+                                    impls=('slow_on_wide_maps', ), cells=[('forward', 16, 3)])
+    assert [r.unavailable for r in results] == [
+        None, None, None, 'forward: not timed, auto skips it: measured 5x slower']
+    assert timed[0].ms > 0  # without the option a forced path is timed wherever it can run

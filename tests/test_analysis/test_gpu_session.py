@@ -116,7 +116,8 @@ def test_the_wheel_list_is_read_from_the_session_script():
 COUNT_CODE = '''
 import json
 import torch
-from mmreplk.analysis.triton_compiles import count_compiles, is_triton_backend
+from mmreplk.analysis.dwconv_benchmark import is_triton_backend
+from mmreplk.analysis.triton_compiles import count_compiles
 from mmreplk.ops import implementations
 impl = next(name for name in implementations()[1:] if is_triton_backend(name))
 def count(*calls):
