@@ -162,10 +162,9 @@ def auto_choices(device: torch.device, dtype: torch.dtype, kernel_size: int, sha
                  mode: str) -> str:
     """The backend 'auto' runs for each pass of a conv (after it ran once), e.g.
     'fwd=triton dx=nchw dw=triton'."""
-    dispatcher = get_dispatcher()
-    return ' '.join(
-        f'{_PASS_LABELS[p]}={dispatcher.resolve(p, "auto", device, dtype, kernel_size, tuple(shape))}'
-        for p in MODE_PASSES[mode])
+    resolve, shape = get_dispatcher().resolve, tuple(shape)
+    return ' '.join(f'{_PASS_LABELS[p]}={resolve(p, "auto", device, dtype, kernel_size, shape)}'
+                    for p in MODE_PASSES[mode])
 
 
 def is_triton_backend(impl: str) -> bool:

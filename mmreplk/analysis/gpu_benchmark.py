@@ -383,11 +383,10 @@ def benchmark_table1(report: MarkdownReport, device: torch.device, cells: Sequen
             results = _table1_precision(report, device, run_cells, precision, impls, batch_size,
                                         channels, depth, budget_s, warmup, runs, peak)
         suffix = '' if tf32 else '_tf32_off'
+        title = (f'{depth} depth-wise layers, ({batch_size}, {channels}, R, R), {precision}'
+                 f'{"" if tf32 else " TF32 off"}, {device_name(device)}')
         report.add_figure(plot_table1(results, report.figure_path(f'table1_{precision}{suffix}'),
-                                      f'{depth} depth-wise layers, ({batch_size}, {channels}, R, R),'
-                                      f' {precision}{"" if tf32 else " TF32 off"}, '
-                                      f'{device_name(device)}'),
-                          f'Table 1, {precision}')
+                                      title), f'Table 1, {precision}')
         everything += results
     return everything
 

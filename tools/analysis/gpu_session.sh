@@ -108,7 +108,8 @@ bench() {  # bench SECTION LIMIT [ARGS...]
 
 failures=0
 : >"$report"
-note "# mmreplk GPU session ($mode), $(date -u +%F) UTC, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+note "# mmreplk GPU session ($mode), $(date -u +%F) UTC, commit $commit"
 start=$SECONDS
 
 # setup: the wheels into a fresh folder (real run), then what the box is.
