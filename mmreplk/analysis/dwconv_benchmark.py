@@ -191,8 +191,8 @@ def cell_unsupported(impl: str, mode: str, device: torch.device, dtype: torch.dt
         dtype (torch.dtype): Dtype of the cell.
         kernel_size (int): K.
         shape (Sequence[int]): Input (N, C, R, R).
-        skip_what_auto_skips (Sequence[str]): Paths not timed where ``auto`` would not
-            measure them either (:meth:`~mmreplk.ops.DepthwiseBackend.auto_skip`: measured
+        skip_what_auto_skips (Sequence[str]): Paths not timed where ``auto`` would measure
+            none of their passes (:meth:`~mmreplk.ops.DepthwiseBackend.auto_skip`: measured
             slower or outside the accuracy bounds), to spend a short GPU slot on the paths
             that can win. Defaults to none.
 
@@ -202,14 +202,17 @@ def cell_unsupported(impl: str, mode: str, device: torch.device, dtype: torch.dt
     if impl == 'auto':
         return None
     backend = get_dispatcher().backend(impl)
+    args = (device, dtype, kernel_size, tuple(shape))
     for pass_name in MODE_PASSES[mode]:
-        why = backend.unsupported(pass_name, device, dtype, kernel_size, tuple(shape))
+        why = backend.unsupported(pass_name, *args)
         if why is not None:
             return f'{pass_name}: {why}'
-        if impl in skip_what_auto_skips:
-            why = backend.auto_skip(pass_name, device, dtype, kernel_size, tuple(shape))
-            if why is not None:
-                return f'{pass_name}: not timed, auto skips it: {why}'
+    if impl in skip_what_auto_skips:
+        # Left out only where auto would run none of its passes (one pass may be skipped for
+        # sharing another path's kernel while the others are still worth timing).
+        skips = {p: backend.auto_skip(p, *args) for p in MODE_PASSES[mode]}
+        if all(skips.values()):
+            return f'not timed, auto skips it: {"; ".join(dict.fromkeys(skips.values()))}'
     return None
 
 

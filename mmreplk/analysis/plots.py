@@ -42,14 +42,20 @@ def plot_table1(results: Sequence[DepthwiseTiming], path: str | os.PathLike,
     panels = [(mode, r) for mode in MODES
               for r in sorted({t.resolution for t in measured if t.mode == mode})]
     impls = list(dict.fromkeys(r.impl for r in results))
-    figure = _figure(3.6 * len(panels) + 1.6, 3.6)
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    figure = _figure(3.6 * columns + 1.6, 3.2 * rows + 0.5)
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    axes = axes[:len(panels)]
     for ax, (mode, resolution) in zip(axes, panels):
-        for impl in impls:
+        for index, impl in enumerate(impls):
             points = sorted((t.kernel_size, t.ms) for t in measured
                             if (t.mode, t.resolution, t.impl) == (mode, resolution, impl))
             if points:
-                ax.plot(*zip(*points), marker='o', label=impl)
+                # One colour per path in every panel, also where a path has no point.
+                ax.plot(*zip(*points), marker='o', label=impl, color=f'C{index % 10}')
         ax.set_yscale('log')
         _plain_numbers(ax.yaxis)
         ax.set_xticks(sorted({t.kernel_size for t in measured if t.mode == mode
@@ -57,7 +63,8 @@ def plot_table1(results: Sequence[DepthwiseTiming], path: str | os.PathLike,
         ax.set_xlabel('kernel size K')
         ax.set_title(f'{mode.replace("_", " + ")}, R = {resolution}', fontsize=10)
         ax.grid(True, which='both', alpha=0.3)
-    axes[0].set_ylabel('ms per pass (log scale)')
+    for ax in axes[::columns]:
+        ax.set_ylabel('ms per pass (log scale)')
     handles, labels = axes[0].get_legend_handles_labels()
     for ax in axes[1:]:
         for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -98,11 +105,11 @@ def plot_steps(rows: Sequence[tuple[str, float]], path: str | os.PathLike,
 
 
 def _plain_numbers(axis) -> None:
-    """Log-scale ticks as plain numbers (0.3, 2, 50), not powers of ten."""
-    from matplotlib.ticker import FuncFormatter
-    formatter = FuncFormatter(lambda value, _: f'{value:g}')
-    axis.set_major_formatter(formatter)
-    axis.set_minor_formatter(formatter)
+    """Log-scale ticks at 1, 2 and 5 of each decade, as plain numbers (0.2, 5, 100)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f'{value:g}'))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _save(figure, path: str | os.PathLike) -> Path:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from mmreplk.ops import PASSES, DepthwiseConv2d, get_dispatcher, set_depthwise_impl
-from .dwconv_benchmark import MODE_PASSES, Cell, is_triton_backend
+from .dwconv_benchmark import MODE_PASSES, Cell, cell_unsupported, is_triton_backend
 
 #: One conv pass the real run makes: (pass, input shape (N, C, H, W), K, dtype, TF32 on, impl).
 Call = tuple[str, tuple[int, int, int, int], int, torch.dtype, bool, str]
@@ -124,8 +124,11 @@ def gpu_run_calls(sections: Sequence[str], precisions: Sequence[str],
         for precision, cells, tf32 in table1_runs(cuda, table1_cells, precisions, True):
             for mode, resolution, kernel_size in cells:
                 shape = (table1_batch, table1_channels, resolution, resolution)
+                kernels = [impl for impl in table1_impls(cuda) if is_triton_backend(impl)]
                 calls += [(p, shape, kernel_size, DTYPES[precision], tf32, impl)
-                          for impl in table1_impls(cuda) for p in MODE_PASSES[mode]]
+                          for impl in table1_impls(cuda) for p in MODE_PASSES[mode]
+                          if cell_unsupported(impl, mode, cuda, DTYPES[precision], kernel_size,
+                                              shape, kernels) is None]
     for backbone_type, arch in backbones:
         if 'backbone' in sections:
             model = set_depthwise_impl(_meta_backbone(backbone_type, arch), 'auto').train()
@@ -180,10 +183,7 @@ def _triton_impls(call: Call) -> list[str]:
     pass_name, shape, kernel_size, dtype, _, impl = call
     device = torch.device('cuda')
     if impl != 'auto':
-        # As the GPU benchmark's Table 1 does: our kernels only where auto would measure them.
-        backend = get_dispatcher().backend(impl)
-        return [impl] if is_triton_backend(impl) and backend.auto_skip(
-            pass_name, device, dtype, kernel_size, shape) is None else []
+        return [impl] if is_triton_backend(impl) else []
     candidates, _ = get_dispatcher().candidates(pass_name, device, dtype, kernel_size, shape)
     return [name for name in candidates if is_triton_backend(name)]
 

@@ -211,5 +211,35 @@ def test_paths_auto_skips_can_be_left_untimed_cell_by_cell():
         timed = benchmark_depthwise(batch_size=1, channels=2, depth=1, warmup=0, runs=1,
                                     impls=('slow_on_wide_maps', ), cells=[('forward', 16, 3)])
     assert [r.unavailable for r in results] == [
-        None, None, None, 'forward: not timed, auto skips it: measured 5x slower']
+        None, None, None, 'not timed, auto skips it: measured 5x slower']
     assert timed[0].ms > 0  # without the option a forced path is timed wherever it can run
+
+
+def test_a_path_auto_still_runs_for_some_pass_is_timed():
+    class SharesItsWeightGrad(SmallMapsOnly):
+        name = 'shares_its_weight_grad'
+
+        def unsupported(self, pass_name, device, dtype, kernel_size, shape):
+            return None
+
+        def auto_skip(self, pass_name, device, dtype, kernel_size, shape):
+            return 'its weight gradient is nchw\'s' if pass_name == 'weight_grad' else None
+
+        def input_grad(self, grad_out, weight):
+            return torch.nn.grad.conv2d_input(grad_out.shape, weight, grad_out,
+                                              padding=weight.shape[-1] // 2,
+                                              groups=weight.shape[0])
+
+        def weight_grad(self, x, grad_out, kernel_size):
+            return torch.nn.grad.conv2d_weight(x, (x.shape[1], 1, kernel_size, kernel_size),
+                                               grad_out, padding=kernel_size // 2,
+                                               groups=x.shape[1])
+
+    backend = SharesItsWeightGrad()
+    with use_dispatcher(DepthwiseDispatcher(backends=['nchw', backend], cache_file='')):
+        args = (torch.device('cpu'), torch.float32, 3, (1, 2, 8, 8), [backend.name])
+        assert cell_unsupported(backend.name, 'forward_backward', *args) is None
+        results = benchmark_depthwise(batch_size=1, channels=2, depth=1, warmup=0, runs=1,
+                                      impls=(backend.name, ), cells=[('forward_backward', 8, 3)],
+                                      skip_what_auto_skips=[backend.name])
+    assert results[0].ms > 0
