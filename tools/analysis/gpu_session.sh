@@ -56,6 +56,8 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 # later parts reuse what earlier ones compiled.
 TRITON_CACHE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mmreplk-triton.XXXXXX")
 export TRITON_CACHE_DIR
+site=
+trap 'rm -rf "$TRITON_CACHE_DIR" ${site:+"$site"}' EXIT
 if [ "$mode" = dry ]; then
   # The same parts on the CPU: Triton kernels interpreted, the GPU box's imports enforced, the
   # limits tripled for a small shared CPU machine.
