@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import inspect
-import sys
+import warnings
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -215,8 +216,8 @@ def replaying_launches(launches: list | None = None) -> Iterator[list]:
     as allocated (garbage). Needs ``TRITON_INTERPRET=1`` set before Triton was imported.
 
     Args:
-        launches (list, optional): Where to append ``(kernel, arguments by name)`` per launch.
-            Defaults to None (a new list).
+        launches (list, optional): Where to append ``(kernel, positional arguments by name,
+            keyword arguments)`` per launch. Defaults to None (a new list).
 
     Yields:
         list: The recorded launches.
@@ -228,7 +229,7 @@ def replaying_launches(launches: list | None = None) -> Iterator[list]:
     launches = [] if launches is None else launches
 
     def record(self, *args, grid, warmup, **kwargs):
-        launches.append((self, {**dict(zip(self.arg_names, args)), **kwargs}))
+        launches.append((self, dict(zip(self.arg_names, args)), kwargs))
 
     original = InterpretedFunction.run
     InterpretedFunction.run = record
@@ -239,17 +240,13 @@ def replaying_launches(launches: list | None = None) -> Iterator[list]:
 
 
 def _autotuners() -> list:
-    """The Triton autotuners of the loaded mmreplk modules."""
+    """The Triton autotuners around mmreplk's kernels, wherever the ops package keeps them."""
     from triton.runtime.autotuner import Autotuner
-    found = {}
-    for name, module in list(sys.modules.items()):
-        if name.startswith('mmreplk.') and module is not None:
-            for value in vars(module).values():
-                if isinstance(value, Autotuner):
-                    found[id(value)] = value
-                elif isinstance(value, dict):
-                    found.update({id(v): v for v in value.values() if isinstance(v, Autotuner)})
-    return list(found.values())
+    with warnings.catch_warnings():
+        # isinstance() on every live object touches deprecated torch aliases, which warn.
+        warnings.simplefilter('ignore')
+        return [obj for obj in gc.get_objects() if isinstance(obj, Autotuner)
+                and getattr(obj.base_fn, '__module__', '').startswith('mmreplk.')]
 
 
 def _specialization(kernel, bound: dict) -> tuple:
@@ -270,6 +267,12 @@ def _specialization(kernel, bound: dict) -> tuple:
     return tuple(key)
 
 
+def _tuned_configs(tuner, named: dict, constexprs: dict) -> int:
+    """Configs the autotuner compiles for a new key: all, or those its pruning keeps."""
+    prune = getattr(tuner, 'early_config_prune', None)
+    return len(prune(tuner.configs, named, **constexprs) if prune else tuner.configs)
+
+
 def _count(launches: list, errors: list[str]) -> CompileCount:
     tuners = {}
     for tuner in _autotuners():
@@ -284,8 +287,9 @@ def _count(launches: list, errors: list[str]) -> CompileCount:
     tunings: dict[str, int] = {}
     seen_keys: set = set()
     seen_compiles: set = set()
-    for kernel, bound in launches:
-        name = kernel.fn.__name__
+    for kernel, named, keywords in launches:
+        name = f'{kernel.fn.__module__.rpartition(".")[2]}.{kernel.fn.__name__}'
+        bound = {**named, **keywords}
         tuner, derived = tuners.get(id(kernel), (None, set()))
         spec = _specialization(kernel, bound)
         if tuner is None:
@@ -303,7 +307,8 @@ def _count(launches: list, errors: list[str]) -> CompileCount:
             seen_keys.add(key)
             seen_compiles.add((key, spec))
             tunings[name] = tunings.get(name, 0) + 1
-            per_kernel[name] = per_kernel.get(name, 0) + len(tuner.configs)
+            per_kernel[name] = per_kernel.get(name, 0) + _tuned_configs(tuner, named, {
+                k: v for k, v in keywords.items() if k not in config_names})
         elif (key, spec) not in seen_compiles:
             seen_compiles.add((key, spec))
             per_kernel[name] = per_kernel.get(name, 0) + 1

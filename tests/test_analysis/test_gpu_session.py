@@ -150,7 +150,7 @@ def test_expected_compiles_follow_the_autotuner_keys():
     compiles, tunings = one
     assert tunings >= 1 and compiles >= 2 * tunings  # every config of a new key compiles
     assert same == one  # repeats compile nothing
-    # A height in the same bucket: no new tuning; its new divisibility by 16 compiles once
-    # per kernel launched.
-    assert height[1] == tunings and one[0] < height[0] <= one[0] + tunings
+    # A height in the same bucket: no new tuning; at most one more compile per kernel (a new
+    # divisibility by 16, for kernels that let Triton specialise on their sizes).
+    assert height[1] == tunings and one[0] <= height[0] <= one[0] + tunings
     assert kernel == (2 * compiles, 2 * tunings)  # K is in the key
