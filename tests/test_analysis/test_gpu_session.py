@@ -154,3 +154,16 @@ def test_expected_compiles_follow_the_autotuner_keys():
     # divisibility by 16, for kernels that let Triton specialise on their sizes).
     assert height[1] == tunings and one[0] <= height[0] <= one[0] + tunings
     assert kernel == (2 * compiles, 2 * tunings)  # K is in the key
+
+
+def test_a_part_past_its_limit_is_recorded_and_the_next_one_runs(tmp_path):
+    # Every part gets 1 s (3 s in a dry run): each is stopped, recorded, and the next one runs.
+    limits = {f'MMREPLK_GPU_{part.upper()}_S': '1' for part in PARTS}
+    result = _run(['bash', str(SESSION), '--dry-run'], timeout=300, OUT=str(tmp_path),
+                  PYTHON=sys.executable, **limits)
+    session = (tmp_path / 'session.md').read_text()
+    assert result.returncode != 0
+    for part in PARTS:
+        assert re.search(rf'^- [\d:]+ {part}: stopped at its time limit \(rc=124\) after \d+ s$',
+                         session, re.M), session
+    assert f'{len(PARTS)} part(s) failed or stopped' in session
