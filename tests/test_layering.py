@@ -129,3 +129,48 @@ def test_engine_knows_no_tool():
              for file, words in _source_words(sorted((PACKAGE / 'engine').glob('*.py'))).items()}
     found = {file: words for file, words in found.items() if words}
     assert not found, f'engine names tools: {found}'
+
+
+#: Clock reads a measurement may rest on; only mmreplk/utils/timing.py makes them.
+CLOCK_READS = {'time.perf_counter', 'time.perf_counter_ns', 'time.time', 'time.time_ns',
+               'time.monotonic', 'time.monotonic_ns', 'time.process_time', 'torch.cuda.Event'}
+CLOCK_SITE = PACKAGE / 'utils' / 'timing.py'
+
+
+def _clock_reads(tree: ast.AST):
+    """(line, name) for every use of a clock of :data:`CLOCK_READS`, also through ``from time
+    import perf_counter`` or ``import time as t``."""
+    aliases = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            aliases.update({a.asname or a.name: a.name for a in node.names})
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            aliases.update({a.asname or a.name: f'{node.module}.{a.name}' for a in node.names})
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Attribute, ast.Name)):
+            parts = []
+            leaf = node
+            while isinstance(leaf, ast.Attribute):
+                parts.insert(0, leaf.attr)
+                leaf = leaf.value
+            if isinstance(leaf, ast.Name):
+                name = '.'.join([aliases.get(leaf.id, leaf.id), *parts])
+                if name in CLOCK_READS:
+                    yield node.lineno, name
+
+
+@pytest.mark.parametrize('path', [p for p in _modules() if p != CLOCK_SITE],
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_one_clock_site(path):
+    found = sorted(set(_clock_reads(ast.parse(path.read_text()))))
+    assert not found, (f'{path.relative_to(PACKAGE)} reads the clock at {found}: measure '
+                       'through mmreplk/utils/timing.py')
+
+
+def test_the_clock_check_sees_every_spelling():
+    tree = ast.parse('import time\nimport time as t\nfrom time import perf_counter as pc\n'
+                     'import torch\na = time.perf_counter()\nb = t.monotonic()\nc = pc()\n'
+                     'd = torch.cuda.Event(enable_timing=True)\ne = time.sleep(0)\n')
+    assert sorted(set(_clock_reads(tree))) == [(5, 'time.perf_counter'), (6, 'time.monotonic'),
+                                               (7, 'time.perf_counter'),
+                                               (8, 'torch.cuda.Event')]
