@@ -25,7 +25,7 @@ import torch.nn as nn
 from mmengine.logging import MMLogger
 
 from mmreplk.ops import PASSES, DepthwiseConv2d, get_dispatcher, implementations
-from mmreplk.utils.timing import time_round_robin
+from mmreplk.utils.timing import time_call
 
 MODES = ('forward', 'forward_backward')
 
@@ -68,19 +68,6 @@ class DepthwiseTiming:
     gflops: float | None
     valid_gflops: float | None
     unavailable: str | None = None
-
-
-def time_once(work: Callable[[], object], device: str | torch.device) -> float:
-    """Seconds of one call of ``work``, read through the package's timing harness.
-
-    Args:
-        work (Callable[[], object]): What to time (run exactly once, not warmed up).
-        device (str | torch.device): Device to synchronize around it.
-
-    Returns:
-        float: Wall seconds.
-    """
-    return time_round_robin({'work': work}, device, warmup=0, runs=1)['work'][0]
 
 
 def depthwise_stack(channels: int, kernel_size: int, depth: int, impl: str) -> nn.Sequential:
@@ -152,7 +139,7 @@ def time_stack(stack: nn.Module, x: torch.Tensor, mode: str, warmup: int = 1, ru
         one_pass()
     times: list[float] = []
     while len(times) < runs:
-        times.append(1000 * time_once(one_pass, x.device))
+        times.append(1000 * time_call(one_pass, x.device))
         if budget_s is not None and sum(times) >= 1000 * budget_s:
             break
     return statistics.median(times)

@@ -40,9 +40,9 @@ from torch import nn
 from mmreplk.models import reparameterize
 from mmreplk.ops import (DepthwiseDispatcher, autotune_entries, fp32_convs_use_tf32,
                          implementations, set_depthwise_impl, use_dispatcher)
-from mmreplk.utils.timing import device_name, synchronize
+from mmreplk.utils.timing import device_name, synchronize, time_call
 from .dwconv_benchmark import (Cell, DepthwiseTiming, benchmark_depthwise, format_table,
-                               is_triton_backend, time_once)
+                               is_triton_backend)
 from .plots import plot_steps, plot_table1
 
 #: Backbones timed: (registry type, arch). A UniRepLKNet-T/S row is one more line here once
@@ -180,10 +180,10 @@ def time_steps(step: Callable[[], object], device: torch.device, batch_size: int
         StepResult: The timings.
     """
     synchronize(device)
-    first = time_once(step, device)
+    first = time_call(step, device)
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
-    times = [time_once(step, device) for _ in range(runs)]
+    times = [time_call(step, device) for _ in range(runs)]
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == 'cuda' else None
     median = statistics.median(times)
     return StepResult(label, batch_size / median, peak, first, median)
@@ -498,7 +498,7 @@ def run_gpu_benchmark(report: MarkdownReport,
                                  table1_runs, tf32_off_cell)
 
         try:
-            seconds = time_once(run_section, device)
+            seconds = time_call(run_section, device)
         except Exception as error:  # the next section still runs; the caller sees the failure
             MMLogger.get_current_instance().exception(f'section {section} failed')
             report.write(f'\n**Section {section} failed**: {type(error).__name__}: {error}')

@@ -103,7 +103,11 @@ def _in_checkout(name: str) -> bool:
         name)
     where = spec and (spec.origin if spec.origin not in (None, 'namespace') else
                       next(iter(spec.submodule_search_locations or ()), None))
-    return bool(where) and Path(where).resolve().is_relative_to(REPO)
+    if not where:
+        return False
+    path = Path(where).resolve()
+    # A virtual environment inside the checkout (.venv) holds installed packages, not ours.
+    return path.is_relative_to(REPO) and 'site-packages' not in path.parts
 
 
 class RefusingFinder(importlib.abc.MetaPathFinder):

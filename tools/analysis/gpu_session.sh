@@ -61,8 +61,8 @@ site=
 trap 'rm -rf "$TRITON_CACHE_DIR" ${site:+"$site"}' EXIT
 if [ "$mode" = dry ]; then
   # The same parts on the CPU: Triton kernels interpreted, the GPU box's imports enforced, the
-  # limits tripled for a small shared CPU machine.
-  for limit in ${!LIMIT_@}; do declare "$limit=$((${!limit} * 3))"; done
+  # limits multiplied (MMREPLK_GPU_DRY_FACTOR, default 3) for a small shared CPU machine.
+  for limit in ${!LIMIT_@}; do declare "$limit=$((${!limit} * ${MMREPLK_GPU_DRY_FACTOR:-3}))"; done
   export TRITON_INTERPRET=1
   py=("${PYTHON:-python3}" tools/analysis/gpu_box_python.py --only-gpu-box)
   device=(--device cpu --dry-run)
