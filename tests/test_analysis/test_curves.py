@@ -1,4 +1,4 @@
-"""Training curves from a work dir: logs written by mmengine's own LocalVisBackend, as LoggerHook does."""
+"""Training curves of a work dir, on logs that mmengine's own LocalVisBackend writes."""
 import cv2
 import pytest
 from helpers import load_tool
