@@ -147,12 +147,17 @@ def plot_training_curves(curves: TrainingCurves, out: str | Path,
     columns = min(len(panels), 3)
     rows = -(-len(panels) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.2 * rows), squeeze=False)
+    # One iteration range for every panel, so that a metric validated once sits where it belongs.
+    first = min(steps[0] for _, steps, _ in panels)
+    last = max(steps[-1] for _, steps, _ in panels)
+    margin = max(1, (last - first) // 50)
     for ax, (key, steps, values) in zip(axes.flat, panels):
         # Validation comes a few times per run: mark its points; training is a dense line.
         marker = 'o' if key in curves.validation_keys else None
         ax.plot(steps, values, marker=marker, linewidth=1)
         ax.set_title(key)
         ax.set_xlabel('iteration')
+        ax.set_xlim(first - margin, last + margin)
         ax.grid(True, alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
