@@ -24,7 +24,7 @@ CONFIG_NAME = re.compile(r'(?<![\w./-])((?:upernet|cascade_mask_rcnn)_replknet\w
 TEST_FILE = re.compile(r'(?<![\w./-])(test_\w+\.py)\b')
 LINK = re.compile(r'(?<!!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)')
 CODE_BLOCK = re.compile(r'^```[^\n]*\n(.*?)^```', re.MULTILINE | re.DOTALL)
-INLINE_CODE = re.compile(r'`([^`\n]+)`')
+INLINE_CODE = re.compile(r'`([^`]+)`')  # a span may wrap onto the next line, as Markdown allows
 # The shell wrappers pass their options on to these tools.
 WRAPPED = {'tools/dist_train.sh': 'train.py', 'tools/slurm_train.sh': 'train.py',
            'tools/dist_test.sh': 'test.py'}
@@ -49,9 +49,13 @@ def _anchors(page: Path) -> set[str]:
     return {_slug(match) for match in re.findall(r'^#{1,6} (.+)$', text, flags=re.MULTILINE)}
 
 
+def _inline_code(text: str) -> list[str]:
+    return [span.replace('\n', ' ') for span in INLINE_CODE.findall(CODE_BLOCK.sub('', text))]
+
+
 def _code(text: str) -> list[str]:
     """Code blocks and inline code spans, where paths, configs and commands are written."""
-    return CODE_BLOCK.findall(text) + INLINE_CODE.findall(CODE_BLOCK.sub('', text))
+    return CODE_BLOCK.findall(text) + _inline_code(text)
 
 
 def _command_lines(text: str) -> list[str]:
@@ -59,7 +63,7 @@ def _command_lines(text: str) -> list[str]:
     lines = []
     for block in CODE_BLOCK.findall(text):
         lines += block.replace('\\\n', ' ').splitlines()
-    return lines + INLINE_CODE.findall(CODE_BLOCK.sub('', text))
+    return lines + _inline_code(text)
 
 
 @lru_cache(maxsize=None)
