@@ -205,3 +205,12 @@ def test_quick_start_is_the_demo_and_the_command_ci_runs():
 def test_readme_is_read_in_five_minutes():
     lines = _text(README).count('\n')
     assert lines <= README_MAX_LINES, f'README.md has {lines} lines (at most {README_MAX_LINES})'
+
+
+def test_readme_demo_figures_are_those_of_the_demo_page():
+    # The figure a demo prints is stated twice (README, get_started): both must be the same one.
+    rows = [line for line in _text(README).splitlines() if line.startswith('|') and 'demo' in line]
+    readme = {figure for row in rows for figure in re.findall(r'\*\*([\d.]+)\*\*', row)}
+    page = set(re.findall(r'\*\*([\d.]+)\*\*', _text(ROOT / 'docs' / 'get_started.md')))
+    assert len(readme) >= 3, f'README states no demo figures: {rows}'
+    assert readme <= page, f'README demo figures {readme - page} are not in docs/get_started.md'
