@@ -1,4 +1,4 @@
-"""The package layering the README states ("How the code is organised"): no module imports from
+"""The package layering docs/development.md states ("How the code is organised"): no module imports from
 a layer above its own, and no module outside the task adapters asks which task a config is."""
 import ast
 import inspect

@@ -93,4 +93,8 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
-randomness = dict(seed=0)
+# Deterministic: the depth-wise conv dispatcher then takes its fixed path order instead of timing
+# the paths on first use, so the demo prints the same mIoU on every run on a given machine kind
+# (timing picked different, equally exact paths that round differently, and 600 iterations from
+# scratch turned that into mIoU anywhere from 72 to 80).
+randomness = dict(seed=0, deterministic=True)

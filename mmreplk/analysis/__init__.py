@@ -1,4 +1,4 @@
-"""Analysis: parameters and FLOPs, effective receptive fields, and speed benchmarks.
+"""Analysis: parameters and FLOPs, effective receptive fields, speed benchmarks, training curves.
 
 Names are imported on first use (PEP 562): the GPU benchmark modules need only the op and the
 backbones, and must import on a GPU box that lacks mmseg, mmdet and pycocotools, which the
@@ -11,6 +11,8 @@ _EXPORTS = {
     **dict.fromkeys(('BACKBONE_FORMS', 'BackboneBenchmark', 'Timing', 'benchmark_backbone',
                      'benchmark_model', 'build_backbone_forms', 'default_device',
                      'profile_forward', 'time_round_robin'), 'benchmark'),
+    **dict.fromkeys(('BOOKKEEPING_KEYS', 'TrainingCurves', 'load_training_curves',
+                     'plot_training_curves', 'scalar_logs'), 'curves'),
     **dict.fromkeys(('THRESHOLDS', 'ERFResult', 'compute_erf', 'contribution_map',
                      'format_area_ratios', 'high_contribution_area_ratios',
                      'load_backbone_checkpoint', 'normalize_erf', 'save_erf_heatmap'), 'erf'),

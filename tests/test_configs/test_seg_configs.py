@@ -31,7 +31,7 @@ AUTHORS = {
     'upernet_replknetxl_ade20k_640.py': (32, 160000, 1500, (2048, 512)),
     'upernet_replknet31b_cityscapes.py': (64, 20000, 400, (2049, 1025)),
 }
-GPUS = 8  # the layout the configs and the README state
+GPUS = 8  # the layout the configs and docs/segmentation.md state
 SAMPLES = {'ade20k': 5_120_000, 'cityscapes': 1_280_000}
 TTA_RATIOS = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 
@@ -137,7 +137,7 @@ def test_authors_image_scales(name):
 
 
 def _accumulation_options(cfg, k):
-    """The --cfg-options the README gives for k-fold gradient accumulation: k times fewer images
+    """The --cfg-options docs/segmentation.md gives for k-fold gradient accumulation: k times fewer images
     per GPU, and every iteration count of the schedule k times longer."""
     warmup_end, iters = cfg.param_scheduler[0].end, cfg.train_cfg.max_iters
     return {
@@ -210,7 +210,7 @@ def test_gradient_accumulation_rule_keeps_the_optimizer_steps_and_lr():
 
 
 def test_readme_states_the_schedules_and_the_accumulation_command():
-    readme = (ROOT / 'README.md').read_text()
+    readme = (ROOT / 'docs' / 'segmentation.md').read_text()
     row = r'^\| `(upernet_\w+\.py)` \| [^|]+ \| 8 x (\d+) = (\d+) \| (\d+)k \| (\d+) \|'
     rows = re.findall(row, readme, flags=re.MULTILINE)
     assert {name for name, *_ in rows} == set(AUTHORS)
@@ -245,7 +245,7 @@ def _count_params(name, monkeypatch):
     small kernels and BNs folded), without the auxiliary head, which only serves the training loss.
     This is what the paper counts: rounded to whole millions, folded counts give its figures for
     ImageNet (31B 79M, 31L 172M), ADE20K (31L 207M) and COCO (31L 229M), where training-form
-    counts give 80M, 173M, 208M and 230M (README, "Parameters and FLOPs")."""
+    counts give 80M, 173M, 208M and 230M (docs/analysis.md, "Parameters and FLOPs")."""
     import torch
 
     from mmreplk.tasks import build_model

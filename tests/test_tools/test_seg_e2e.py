@@ -71,6 +71,19 @@ def test_train_saves_and_resume_continues(trained):
     assert 'mIoU' in output  # validation at iteration 4
 
 
+def test_training_curves_join_the_run_and_its_resume(trained, tmp_path):
+    """tools/analysis/plot_curves.py on the real logs of a run (iterations 1-2) and its resume (3-4)."""
+    work, _ = trained
+    _, output = _tool('analysis/plot_curves', str(work), '--out', str(tmp_path / 'curves.png'))
+    assert 'loss, aAcc, mIoU, mAcc over 2 run(s)' in output
+    assert cv2.imread(str(tmp_path / 'curves.png')) is not None
+    from mmreplk.analysis import load_training_curves
+    curves = load_training_curves(work)
+    assert curves.points('loss')[0] == [1, 2, 3, 4]
+    # Each run validates at its last iteration (2, then 4).
+    assert curves.points('mIoU')[0] == [2, 4]
+
+
 def test_test_tool_reports_miou_with_tta_out_and_show_dir(trained, tiny_data, tmp_path):
     work, _ = trained
     _, output = _tool('test', str(DEMO), str(work / 'iter_4.pth'), '--work-dir', str(tmp_path),
