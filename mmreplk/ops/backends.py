@@ -238,10 +238,6 @@ class TritonBandedIEEEBackend(TritonKernelBackend):
         return banded_ieee.weight_grad(x, grad_out, kernel_size)
 
 
-#: Backward-compatible name of :class:`TritonBandedIEEEBackend`.
-TritonBackend = TritonBandedIEEEBackend
-
-
 @_register('triton_banded')
 class TritonBandedBackend(TritonKernelBackend):
     """Banded implicit GEMM on tensor cores (:mod:`mmreplk.ops.triton.banded`), any map size;

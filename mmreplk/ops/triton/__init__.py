@@ -28,18 +28,28 @@ MAX_GRID_CHANNELS = 65535
 KERNEL_MODULES = ('banded_ieee', 'banded', 'toeplitz', 'weight_grad')
 
 
+def loaded_kernels() -> list:
+    """The :class:`~.launch.Kernel` objects of the kernel modules imported so far (none is
+    imported here, so asking never loads Triton).
+
+    Returns:
+        list[Kernel]: Each with its jitted ``fn``, its autotuner ``tuned`` and its candidates.
+    """
+    return [kernel for name in KERNEL_MODULES
+            if (module := sys.modules.get(f'{__name__}.{name}')) is not None
+            for kernel in module.KERNELS]
+
+
 def autotune_entries() -> int:
     """Tunings held by the autotuners of mmreplk's Triton kernels loaded so far in this process.
 
     Returns:
         int: The number of (kernel, tuning key) pairs measured; 0 when no kernel was loaded.
     """
-    count = 0
-    for name in KERNEL_MODULES:
-        module = sys.modules.get(f'{__name__}.{name}')
-        if module is not None:
-            count += sum(len(kernel.tuned.cache) for kernel in module.KERNELS)
-    return count
+    return sum(len(kernel.tuned.cache) for kernel in loaded_kernels())
 
 
-__all__ = ['KERNEL_MODULES', 'MAX_GRID_CHANNELS', 'TOEPLITZ_MAX_PIXELS', 'autotune_entries']
+__all__ = [
+    'KERNEL_MODULES', 'MAX_GRID_CHANNELS', 'TOEPLITZ_MAX_PIXELS', 'autotune_entries',
+    'loaded_kernels'
+]

@@ -58,6 +58,14 @@ def interpreting() -> bool:
     return isinstance(_probe, InterpretedFunction)
 
 
+def check_device(tensor: torch.Tensor) -> None:
+    """Refuses a tensor the kernels cannot read: a CPU one outside the interpreter."""
+    if not tensor.is_cuda and not interpreting():
+        raise RuntimeError(
+            f'the Triton depth-wise conv needs a CUDA tensor, got one on {tensor.device}; use '
+            "impl='auto' (or set TRITON_INTERPRET=1 before importing triton, for tests only)")
+
+
 def dot_precision(dtype: torch.dtype) -> str:
     """``tl.dot`` input precision of the tensor-core kernels for operands of ``dtype``.
 
@@ -88,15 +96,21 @@ class Kernel:
         candidates (Sequence[Candidate]): Autotune candidates; every one is compiled for sm_90
             by tests/test_ops/test_triton_sm90.py (no register spills).
         interpreter_tiles (dict): Tiles run under the interpreter, which cannot autotune.
+        prune (Callable, optional): Triton's ``early_config_prune``: ``(configs, named_args,
+            **constexprs) -> configs`` worth tuning for a key. Defaults to None (all).
     """
 
-    def __init__(self, fn, candidates: Sequence[Candidate], interpreter_tiles: dict) -> None:
+    def __init__(self, fn, candidates: Sequence[Candidate], interpreter_tiles: dict,
+                 prune: Callable | None = None) -> None:
         self.fn = fn
         self.candidates = tuple(candidates)
         self.interpreter_tiles = dict(interpreter_tiles)
         configs = [triton.Config(dict(tiles), num_warps=warps, num_stages=stages)
                    for tiles, warps, stages in self.candidates]
-        self.tuned = triton.autotune(configs=configs, key=TUNING_KEY, **_autotune_cache())(fn)
+        options = _autotune_cache()
+        if prune is not None:
+            options['prune_configs_by'] = dict(early_config_prune=prune)
+        self.tuned = triton.autotune(configs=configs, key=TUNING_KEY, **options)(fn)
 
     def launch(self, grid: Grid, tensors: Sequence[torch.Tensor], shape: Sequence[int],
                *extra: int, config: dict | None = None, **constants) -> None:
@@ -113,10 +127,7 @@ class Kernel:
             **constants: The kernel's other constexprs (``K``, ``PRECISION``, ...).
         """
         first = tensors[0]
-        if not first.is_cuda and not interpreting():
-            raise RuntimeError(
-                f'the Triton depth-wise conv needs a CUDA tensor, got one on {first.device}; use '
-                "impl='auto' (or set TRITON_INTERPRET=1 before importing triton, for tests only)")
+        check_device(first)
         tensors = [tensor.contiguous() for tensor in tensors]
         n, c, h, w = shape
         constants.update(ALIGN=width_alignment(w),

@@ -70,7 +70,7 @@ def forward_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W, N_BUCKET, H_BUCKET, W
 FORWARD = Kernel(forward_kernel,
                  [(dict(BLOCK_Q=128, BLOCK_K=32), 4, 3), (dict(BLOCK_Q=64, BLOCK_K=32), 4, 3),
                   (dict(BLOCK_Q=128, BLOCK_K=64), 8, 3)],
-                 interpreter_tiles=dict(BLOCK_Q=32, BLOCK_K=16))
+                 interpreter_tiles=dict(BLOCK_Q=32, BLOCK_IMAGES=16, BLOCK_K=16))
 KERNELS = (FORWARD, )
 
 

@@ -15,8 +15,9 @@ The tile is 32 columns wide where its band still fits the power of two a 16-wide
 W % 8 == 0 every row segment loads as 16-byte vectors; SPAN (a power of two, >= 16) covers the
 band plus that rounding, or the whole row, whichever is narrower: at K = 31, 64/31
 multiply-adds per useful one in wide maps, 16/16 at W = 16. Candidates: GROUP = 1 h-major (rows
-where the kernel row leaves the image are skipped exactly) and GROUP = 2 n-major (input rows
-re-read from L1). Both operands have the rows as contraction, which TF32 tensor cores only
+where the kernel row leaves the image are skipped exactly) and GROUP = 2 or 4 n-major (input rows
+re-read from L1); where SPAN is narrow only those stacking 64 rows (GROUP * SPAN, the M of the
+product) are tuned, so every product runs on Hopper's ``wgmma``, not ``mma.sync``. Both operands have the rows as contraction, which TF32 tensor cores only
 take after a transpose through shared memory. Precision as in :mod:`.banded`.
 """
 from __future__ import annotations
@@ -99,11 +100,30 @@ def weight_grad_kernel(x_ptr, dy_ptr, part_ptr, N, C, H, W, N_BUCKET, H_BUCKET, 
         tl.store(out + j, diagonal, mask=kernel_rows < K)
 
 
+#: Rows of Hopper's warp-group MMA (``wgmma``) tile; a product with fewer rows in M compiles
+#: to ``mma.sync``.
+WGMMA_ROWS = 64
+
+
+def fills_wgmma(group: int, span: int) -> bool:
+    """Whether GROUP stacked kernel rows of SPAN columns fill whole ``wgmma`` tiles."""
+    return group * span % WGMMA_ROWS == 0
+
+
+def _wgmma_candidates(configs: list, named_args: dict, **constexprs) -> list:
+    # Narrow maps (SPAN 16 or 32) keep only the candidates stacking enough kernel rows.
+    return [config for config in configs
+            if fills_wgmma(config.kwargs['GROUP'], constexprs['SPAN'])]
+
+
+# Autotune candidates. The stacked ones take 8 warps: with 4, unaligned widths spilled up to
+# 520 bytes per thread (Triton 3.6's ptxas, K = 31, W = 127).
 WEIGHT_GRAD = Kernel(weight_grad_kernel,
                      [(dict(BLOCK_M=64, GROUP=1, H_MAJOR=True), 4, 3),
-                      (dict(BLOCK_M=32, GROUP=4, H_MAJOR=False), 4, 3),
-                      (dict(BLOCK_M=64, GROUP=2, H_MAJOR=False), 4, 2)],
-                     interpreter_tiles=dict(BLOCK_M=16, GROUP=1, H_MAJOR=True))
+                      (dict(BLOCK_M=32, GROUP=4, H_MAJOR=False), 8, 3),
+                      (dict(BLOCK_M=64, GROUP=2, H_MAJOR=False), 8, 2)],
+                     interpreter_tiles=dict(BLOCK_M=16, GROUP=1, H_MAJOR=True),
+                     prune=_wgmma_candidates)
 KERNELS = (WEIGHT_GRAD, )
 
 
