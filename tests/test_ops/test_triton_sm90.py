@@ -20,6 +20,7 @@ MODES = [('fp32', 'ieee'), ('fp32', 'tf32'), ('fp16', 'ieee'), ('bf16', 'ieee')]
 # (K, W, N): aligned and unaligned widths, narrow and wide maps, small and full batches.
 SIZES = [(31, 64, 4), (31, 127, 64), (13, 57, 16), (31, 16, 2)]
 TENSOR_CORE_KERNELS = ('banded', 'toeplitz', 'weight_grad')
+TORCH_DTYPES = dict(fp32='float32', fp16='float16', bf16='bfloat16')
 
 
 def _jit_function(kernel):
@@ -58,13 +59,10 @@ def _constants(module_name, kernel, tiles, precision, kernel_size, width, batch)
     return fn, constants
 
 
-def _tuned_candidates(module_name, kernel, constants):
+def _tuned_candidates(module_name, kernel, constants, dtype):
     """The candidates the autotuner tunes for a launch (after the kernel's pruning)."""
-    from mmreplk.ops.triton import weight_grad
-    if module_name != 'weight_grad':
-        return kernel.candidates
-    return [(tiles, warps, stages) for tiles, warps, stages in kernel.candidates
-            if weight_grad.fills_wgmma(tiles['GROUP'], constants['SPAN'])]
+    import torch
+    return kernel.tuned_candidates(getattr(torch, TORCH_DTYPES[dtype]), constants)
 
 
 def _compile_all(module_name, dtype, precision, kernel_size, width, batch):
@@ -72,7 +70,7 @@ def _compile_all(module_name, dtype, precision, kernel_size, width, batch):
     results = []
     for name, kernel in _kernel(module_name):
         _, probe = _constants(module_name, kernel, {}, precision, kernel_size, width, batch)
-        for tiles, warps, stages in _tuned_candidates(module_name, kernel, probe):
+        for tiles, warps, stages in _tuned_candidates(module_name, kernel, probe, dtype):
             fn, constants = _constants(module_name, kernel, tiles, precision, kernel_size, width,
                                        batch)
             what = f'{name} {tiles} warps={warps} stages={stages} {dtype}/{precision}'
@@ -107,7 +105,7 @@ def test_kernels_compile_for_h100(module_name, dtype, precision):
     results = []
     for name, kernel in _kernel(module_name):
         _, probe = _constants(module_name, kernel, {}, precision, 31, 127, 2)
-        tiles, warps, stages = _tuned_candidates(module_name, kernel, probe)[0]
+        tiles, warps, stages = _tuned_candidates(module_name, kernel, probe, dtype)[0]
         fn, constants = _constants(module_name, kernel, tiles, precision, 31, 127, 2)
         results.append((f'{name} {tiles}', compile_sm90(fn, dtype, constants, warps, stages)))
     assert weight_grad.WGMMA_ROWS == 64

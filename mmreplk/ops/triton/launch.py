@@ -96,21 +96,33 @@ class Kernel:
         candidates (Sequence[Candidate]): Autotune candidates; every one is compiled for sm_90
             by tests/test_ops/test_triton_sm90.py (no register spills).
         interpreter_tiles (dict): Tiles run under the interpreter, which cannot autotune.
-        prune (Callable, optional): Triton's ``early_config_prune``: ``(configs, named_args,
-            **constexprs) -> configs`` worth tuning for a key. Defaults to None (all).
+        keep (Callable, optional): ``(tiles, dtype, constexprs) -> bool``: whether a candidate
+            is tuned for a launch on ``dtype`` operands with these constexprs. Defaults to None
+            (every candidate, always).
     """
 
     def __init__(self, fn, candidates: Sequence[Candidate], interpreter_tiles: dict,
-                 prune: Callable | None = None) -> None:
+                 keep: Callable[[dict, torch.dtype, dict], bool] | None = None) -> None:
         self.fn = fn
         self.candidates = tuple(candidates)
         self.interpreter_tiles = dict(interpreter_tiles)
+        self.keep = keep
         configs = [triton.Config(dict(tiles), num_warps=warps, num_stages=stages)
                    for tiles, warps, stages in self.candidates]
         options = _autotune_cache()
-        if prune is not None:
-            options['prune_configs_by'] = dict(early_config_prune=prune)
+        if keep is not None:
+            options['prune_configs_by'] = dict(early_config_prune=self._prune)
         self.tuned = triton.autotune(configs=configs, key=TUNING_KEY, **options)(fn)
+
+    def tuned_candidates(self, dtype: torch.dtype, constexprs: dict) -> list[Candidate]:
+        """The candidates tuned for a launch on ``dtype`` operands with these constexprs."""
+        return [candidate for candidate in self.candidates
+                if self.keep is None or self.keep(candidate[0], dtype, constexprs)]
+
+    def _prune(self, configs: list, named_args: dict, **constexprs) -> list:
+        # Triton's early_config_prune; the first argument is the input tensor.
+        dtype = named_args[self.fn.arg_names[0]].dtype
+        return [config for config in configs if self.keep(config.kwargs, dtype, constexprs)]
 
     def launch(self, grid: Grid, tensors: Sequence[torch.Tensor], shape: Sequence[int],
                *extra: int, config: dict | None = None, **constants) -> None:

@@ -110,10 +110,9 @@ def fills_wgmma(group: int, span: int) -> bool:
     return group * span % WGMMA_ROWS == 0
 
 
-def _wgmma_candidates(configs: list, named_args: dict, **constexprs) -> list:
+def _keep(tiles: dict, dtype: torch.dtype, constexprs: dict) -> bool:
     # Narrow maps (SPAN 16 or 32) keep only the candidates stacking enough kernel rows.
-    return [config for config in configs
-            if fills_wgmma(config.kwargs['GROUP'], constexprs['SPAN'])]
+    return fills_wgmma(tiles['GROUP'], constexprs['SPAN'])
 
 
 # Autotune candidates. The stacked ones take 8 warps: with 4, unaligned widths spilled up to
@@ -123,7 +122,7 @@ WEIGHT_GRAD = Kernel(weight_grad_kernel,
                       (dict(BLOCK_M=32, GROUP=4, H_MAJOR=False), 8, 3),
                       (dict(BLOCK_M=64, GROUP=2, H_MAJOR=False), 8, 2)],
                      interpreter_tiles=dict(BLOCK_M=16, GROUP=1, H_MAJOR=True),
-                     prune=_wgmma_candidates)
+                     keep=_keep)
 KERNELS = (WEIGHT_GRAD, )
 
 
