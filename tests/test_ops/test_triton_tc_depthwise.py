@@ -119,6 +119,31 @@ def test_autotuning_is_keyed_on_size_buckets(monkeypatch):
     assert keys == {(8, 32, 32, 13, launch.dot_precision(torch.float32), 1)}
 
 
+def test_autotuners_cache_on_disk_and_prune_per_launch():
+    """A second process re-tunes nothing (Triton's on-disk autotune cache, where this Triton has
+    one), and the candidates a launch tunes follow its precision and tile."""
+    import inspect
+
+    import triton
+
+    from mmreplk.ops.triton import banded, banded_ieee, toeplitz, weight_grad
+    kernels = (banded.FORWARD, toeplitz.FORWARD, weight_grad.WEIGHT_GRAD) + banded_ieee.KERNELS
+    if 'cache_results' in inspect.signature(triton.autotune).parameters:
+        assert all(kernel.tuned.cache_results for kernel in kernels)
+    x = {'x_ptr': torch.empty(1, 1, 1, 1)}
+    configs = banded.FORWARD.tuned.configs
+    on_fmas = banded.FORWARD._prune(configs, x, PRECISION='ieee')
+    assert [config.kwargs for config in on_fmas] == [
+        tiles for tiles, _, _ in banded.FORWARD.candidates if tiles != banded.TENSOR_CORE_ONLY]
+    assert banded.FORWARD._prune(configs, x, PRECISION='tf32') == configs
+    bf16 = {'x_ptr': torch.empty(1, 1, 1, 1, dtype=torch.bfloat16)}
+    assert banded.FORWARD._prune(configs, bf16, PRECISION='ieee') == configs
+    configs = weight_grad.WEIGHT_GRAD.tuned.configs
+    for span, groups in ((16, [4]), (32, [4, 2]), (64, [1, 4, 2])):
+        kept = weight_grad.WEIGHT_GRAD._prune(configs, x, PRECISION='tf32', SPAN=span)
+        assert [config.kwargs['GROUP'] for config in kept] == groups, span
+
+
 def test_cpu_tensor_without_interpreter_is_refused():
     x = torch.randn(1, 2, 8, 8)
     weight = torch.randn(2, 1, 7, 7)
