@@ -12,7 +12,8 @@ When ``K >= 2R - 1`` every entry of ``T`` is a valid tap: nothing is wasted but 
 images to 16, and each loaded input value serves 64-128 outputs; generating ``T`` costs integer
 work that caps a step at about 50% (TF32) / 30% (bf16) of the tensor-core peak. At R = 32,
 K = 31, 57% of ``T`` is non-zero; :data:`~mmreplk.ops.triton.TOEPLITZ_MAX_PIXELS` stops there,
-where :mod:`.banded` takes over. Precision as in :mod:`.banded`; the weight gradient is :mod:`.weight_grad`'s.
+where :mod:`.banded` takes over. Precision as in :mod:`.banded`; the weight gradient is
+:mod:`.weight_grad`'s.
 """
 from __future__ import annotations
 

@@ -17,8 +17,9 @@ band plus that rounding, or the whole row, whichever is narrower: at K = 31, 64/
 multiply-adds per useful one in wide maps, 16/16 at W = 16. Candidates: GROUP = 1 h-major (rows
 where the kernel row leaves the image are skipped exactly) and GROUP = 2 or 4 n-major (input rows
 re-read from L1); where SPAN is narrow only those stacking 64 rows (GROUP * SPAN, the M of the
-product) are tuned, so every product runs on Hopper's ``wgmma``, not ``mma.sync``. Both operands have the rows as contraction, which TF32 tensor cores only
-take after a transpose through shared memory. Precision as in :mod:`.banded`.
+product) are tuned, so every product runs on Hopper's ``wgmma``, not ``mma.sync``. Both
+operands have the rows as contraction, which TF32 tensor cores only take after a transpose
+through shared memory. Precision as in :mod:`.banded`.
 """
 from __future__ import annotations
 
