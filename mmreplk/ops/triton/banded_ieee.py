@@ -125,10 +125,10 @@ def span(meta: dict) -> int:
 
 
 # Autotune candidates: few, since auto never runs this kernel (on an H100, 13 first calls with
-# 8 + 5 candidates spent 146 s compiling and tuning). 128 x 16 takes 8 warps: with 4 (and at
-# 256 x 16 with 8), unaligned widths spilled 16-32 bytes (sm_90, Triton 3.6 and 3.9).
+# 8 + 5 candidates spent 146 s compiling and tuning). No 16-wide forward tile: 128 x 16 and
+# 256 x 16 spilled 16-32 bytes in fp32 (sm_90, Triton 3.6 and 3.9).
 FORWARD = Kernel(forward_kernel,
-                 [(dict(BLOCK_H=128, BLOCK_W=16), 8, 2), (dict(BLOCK_H=64, BLOCK_W=32), 4, 2)],
+                 [(dict(BLOCK_H=128, BLOCK_W=32), 8, 2), (dict(BLOCK_H=64, BLOCK_W=32), 4, 2)],
                  interpreter_tiles=dict(BLOCK_H=16, BLOCK_W=16))
 WEIGHT_GRAD = Kernel(triton.heuristics(dict(SPAN=span))(weight_grad_kernel),
                      [(dict(BLOCK_H=64, BLOCK_W=32), 4, 2), (dict(BLOCK_H=128, BLOCK_W=32), 8, 2)],
