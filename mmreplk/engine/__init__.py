@@ -1,16 +1,20 @@
-"""Training-engine extensions: crash-safe checkpoint files and exactly resumable runs."""
+"""Training-engine extensions: crash-safe checkpoint files, exactly resumable runs, and clean
+stops on signals and divergence."""
 from .checkpoint_hook import RNG_STATE_KEY, CrashSafeCheckpointHook
+from .divergence import TrainingDiverged
 from .fileio import ATOMIC_BACKEND, AtomicLocalBackend
+from .interrupt import STOP_SIGNALS, TrainingInterrupted
 from .resume import (CheckpointError, CheckpointResumeError, CheckpointSaveError,
-                     ResumeCandidates, checkpoint_damage, find_resume_checkpoint,
-                     resolve_resume, resume_command)
+                     ResumableError, ResumeCandidates, checkpoint_damage,
+                     find_resume_checkpoint, resolve_resume)
 from .rng import get_data_rng_state, get_model_rng_state, set_data_rng_state, set_model_rng_state
 
 __all__ = [
     'ATOMIC_BACKEND', 'AtomicLocalBackend', 'CheckpointError',
     'CheckpointResumeError', 'CheckpointSaveError', 'CrashSafeCheckpointHook', 'RNG_STATE_KEY',
-    'ResumeCandidates', 'checkpoint_damage',
+    'ResumableError', 'ResumeCandidates', 'STOP_SIGNALS', 'TrainingDiverged',
+    'TrainingInterrupted', 'checkpoint_damage',
     'find_resume_checkpoint', 'get_data_rng_state', 'get_model_rng_state',
-    'resolve_resume', 'resume_command', 'set_data_rng_state',
+    'resolve_resume', 'set_data_rng_state',
     'set_model_rng_state'
 ]

@@ -19,8 +19,9 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 
 from mmreplk.apis import exit_on_user_error
+from mmreplk.apis.resume_hint import resume_command
 from mmreplk.engine import (CheckpointResumeError, CheckpointSaveError, checkpoint_damage,
-                            find_resume_checkpoint, resolve_resume, resume_command)
+                            find_resume_checkpoint, resolve_resume)
 from mmreplk.utils import TMP_SUFFIX
 from mmreplk.utils import fileio as utils_fileio
 from .toy_runner import run_toy, weights
