@@ -95,8 +95,8 @@ def divergence_message(iteration: int, terms: dict[str, float], checkpoint: str 
     else:
         hints.append('with --amp, let a few overflowing steps be skipped: '
                      'default_hooks.checkpoint.max_nonfinite_steps=N')
-    kept = (f'The newest finite checkpoint is {checkpoint}' if checkpoint else
-            'This run has no checkpoint yet')
+    kept = (f'The newest finite checkpoint is {checkpoint}: fix the cause, then resume from it'
+            if checkpoint else 'This run has no checkpoint yet: fix the cause, then start again')
     return (f'training diverged at iteration {iteration}: {what}. No checkpoint of non-finite '
             f'weights was written. Try: {"; ".join(hints)}. {kept}')
 

@@ -64,7 +64,7 @@ class CheckpointError(RuntimeError):
     """
 
 
-class ResumableError:
+class ResumableError(Exception):
     """Mixin of an error after which the run can go on from a checkpoint.
 
     The message ends with how to do so: :attr:`command`, which the command-line layer fills in
