@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os.path as osp
 
-from mmengine.dist import (all_gather_object, all_reduce_params, get_rank, get_world_size,
-                           is_main_process)
+from mmengine.dist import (all_gather_object, all_reduce_params, barrier, get_rank,
+                           get_world_size, is_main_process)
 from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.hooks import CheckpointHook
 from mmengine.optim import AmpOptimWrapper, LinearLR
@@ -259,6 +259,10 @@ class CrashSafeCheckpointHook(CheckpointHook):
             self._save_checkpoint_with_step(runner, iteration,
                                             meta=dict(epoch=runner.epoch, iter=iteration))
             saved_now = True
+        if get_world_size() > 1:
+            # Only rank 0 writes: a rank that exits before the file is in place makes the
+            # launcher (torchrun, srun --kill-on-bad-exit) kill rank 0 in the middle of the save.
+            barrier()
         self.release_signals()
         if saved_now:
             raise TrainingInterrupted(signum, iteration, self.last_ckpt, saved=True)

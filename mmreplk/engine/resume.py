@@ -21,8 +21,7 @@ What it costs, measured on this project's shared 2-core machine (AMD EPYC, Dec 2
 synthetic 1.07 GB checkpoint of 4,500 tensors (about the 31B UperNet with its AdamW state), the
 file in the page cache: 1.5 s for the whole check, as long as the ``torch.load`` that follows
 (1.55 s). With the cache dropped the pass reads the file from disk once, and the load then
-finds it cached. A resume checks the newest
-file and, only if that is damaged, the next ones.
+finds it cached. A resume checks the newest file and, only if that is damaged, the next ones.
 """
 from __future__ import annotations
 
