@@ -21,6 +21,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmreplk.datasets.bad_samples import guard_train_dataset
 from mmreplk.datasets.layout import check_dataset_layout
 from mmreplk.engine import CrashSafeCheckpointHook, resolve_resume
 from mmreplk.utils import ToolError, is_folded, load_weights, read_state_dict
@@ -185,6 +186,7 @@ def train(cfg: Config) -> Runner:
             distributed run that created its process group, ``runner.model`` is the bare model.
     """
     check_dataset_layout(cfg, splits=('train', 'val'))
+    guard_train_dataset(cfg)
     check_amp(cfg)
     resolve_pretrained(cfg)
     resolve_resume(cfg)

@@ -1,10 +1,13 @@
-"""Training through the real tools: 2-process gloo DDP, kill -9 then --resume, damaged
-checkpoints and a full disk.
+"""Training through the real tools: 2-process gloo DDP, kill -9 or SIGTERM then --resume,
+damaged checkpoints and a full disk.
 
 All use the demo segmentation config, shrunk to 64x64 images and a few iterations, in
-deterministic mode with :class:`~mmreplk.engine.CrashSafeCheckpointHook`.
+deterministic mode with :class:`~mmreplk.engine.CrashSafeCheckpointHook`. A run to be signalled
+is held at the start of a chosen iteration by ``PauseHook`` (tool_hooks.py) until the test has
+sent the signal, so where the signal lands does not depend on timing.
 """
 import os
+import random
 import re
 import shutil
 import signal
