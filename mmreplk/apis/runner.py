@@ -1,6 +1,7 @@
 """``train``/``test`` entry points over mmengine's Runner, with the checks the tools rely on.
 
-Before a Runner is built: the datasets are checked on disk, an unset pretrained-backbone path is
+Before a Runner is built: the datasets are checked on disk and guarded against unreadable samples
+(:mod:`mmreplk.datasets.bad_samples`), an unset pretrained-backbone path is
 reported once (training continues from random initialisation), ``--amp`` is refused on CPU-only
 torch, and a ``--launcher pytorch`` run without CUDA is set up for CPU (gloo). A process group
 created during the run is released when it ends (destroyed, and the DDP wrapper holding it freed).
@@ -21,7 +22,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmreplk.datasets.bad_samples import guard_train_dataset
+from mmreplk.datasets.bad_samples import guard_eval_dataset, guard_train_dataset
 from mmreplk.datasets.layout import check_dataset_layout
 from mmreplk.engine import CrashSafeCheckpointHook, resolve_resume
 from mmreplk.utils import ToolError, is_folded, load_weights, read_state_dict
@@ -187,20 +188,23 @@ def train(cfg: Config) -> Runner:
     """
     check_dataset_layout(cfg, splits=('train', 'val'))
     guard_train_dataset(cfg)
+    guard_eval_dataset(cfg, 'val')
     check_amp(cfg)
     resolve_pretrained(cfg)
     resolve_resume(cfg)
     with _process_group_scope() as owns_group:
         prepare_distributed(cfg)
         runner = build_runner(cfg)
+        hooks = [hook for hook in runner.hooks if isinstance(hook, CrashSafeCheckpointHook)]
+        for hook in hooks:
+            hook.catch_signals()
         try:
             runner.train()
         finally:
             # A run that ends with an exception skips after_train, which gives the stop
             # signals (SIGINT included) their previous handlers back.
-            for hook in runner.hooks:
-                if isinstance(hook, CrashSafeCheckpointHook):
-                    hook.release_signals()
+            for hook in hooks:
+                hook.release_signals()
         if owns_group and is_model_wrapper(runner.model):
             # The wrapper holds the group being released; the bare model stays usable.
             runner.model = runner.model.module
@@ -217,6 +221,7 @@ def test(cfg: Config) -> dict:
         dict: The metrics, e.g. ``{'mIoU': 41.2, 'aAcc': ..., 'mAcc': ...}``.
     """
     check_dataset_layout(cfg, splits=('test',))
+    guard_eval_dataset(cfg, 'test')
     load_from = cfg.get('load_from')
     if not load_from or ('://' not in str(load_from) and not os.path.isfile(load_from)):
         raise ToolError(f'checkpoint file not found: {load_from}')

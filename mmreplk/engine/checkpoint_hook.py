@@ -121,6 +121,18 @@ class CrashSafeCheckpointHook(CheckpointHook):
                 for path in remove_stale_tmp_files(folder):
                     runner.logger.warning(f'removed {path}, a partial file of an interrupted run')
         self._vote.setup()
+        self.catch_signals()
+
+    def catch_signals(self) -> None:
+        """Starts recording stop signals (idempotent; :meth:`before_train` calls it).
+
+        Call it before ``runner.train()`` when the training set has data-loader workers, as
+        :func:`mmreplk.apis.train` does: the Runner forks them before any hook runs, and a
+        worker forked after this call inherits the recording handler. Otherwise a signal sent
+        to the whole process group (torchrun, ``srun``, Ctrl-C in a terminal) kills the workers
+        and the data loader ends the run before the checkpoint is written. A signal recorded
+        before the loop starts stops the run after its first iteration.
+        """
         self._signals.install()
 
     def after_train(self, runner) -> None:

@@ -88,7 +88,6 @@ class StopSignals:
         """Starts recording. Returns whether the handlers were installed (main thread only)."""
         if self._previous or threading.current_thread() is not threading.main_thread():
             return bool(self._previous)
-        self.received = None
         for signum in STOP_SIGNALS:
             self._previous[signum] = signal.signal(signum, self._record)
         return True
