@@ -25,7 +25,7 @@ from mmengine.runner import Runner
 from mmreplk.datasets.bad_samples import guard_eval_dataset, guard_train_dataset
 from mmreplk.datasets.layout import check_dataset_layout
 from mmreplk.engine import CrashSafeCheckpointHook, resolve_resume
-from mmreplk.utils import ToolError, is_folded, load_weights, read_state_dict
+from mmreplk.utils import ToolError
 
 _SYNC_NORMS = ('SyncBN', 'MMSyncBN')
 
@@ -195,7 +195,8 @@ def train(cfg: Config) -> Runner:
     with _process_group_scope() as owns_group:
         prepare_distributed(cfg)
         runner = build_runner(cfg)
-        hooks = [hook for hook in runner.hooks if isinstance(hook, CrashSafeCheckpointHook)]
+        hooks = [hook for hook in getattr(runner, 'hooks', [])
+                 if isinstance(hook, CrashSafeCheckpointHook)]
         for hook in hooks:
             hook.catch_signals()
         try:
@@ -222,51 +223,11 @@ def test(cfg: Config) -> dict:
     """
     check_dataset_layout(cfg, splits=('test',))
     guard_eval_dataset(cfg, 'test')
+    # Metrics of weights that were not loaded are refused (mmengine only logs the keys).
+    cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='CheckpointCoverageHook')]
     load_from = cfg.get('load_from')
     if not load_from or ('://' not in str(load_from) and not os.path.isfile(load_from)):
         raise ToolError(f'checkpoint file not found: {load_from}')
     with _process_group_scope():
         prepare_distributed(cfg)
-        runner = build_runner(cfg)
-        check_checkpoint_covers(runner.model, str(load_from))
-        return runner.test()
-
-
-def check_checkpoint_covers(model: torch.nn.Module, checkpoint: str) -> float:
-    """Refuses to evaluate a checkpoint that does not hold every weight of the model.
-
-    mmengine loads whatever matches and only logs the rest, so metrics of a model that is partly
-    (or wholly) at its random initialisation would be reported. A folded (deploy-form)
-    checkpoint for a training-form model, or the reverse, is named as such, with the fix
-    (``model.backbone.deploy=True``), as folder inference names it.
-
-    Args:
-        model (torch.nn.Module): The built model (a DDP wrapper is looked through).
-        checkpoint (str): The checkpoint to evaluate (remote paths are not checked).
-
-    Returns:
-        float: The share of the model's tensors the checkpoint holds (1.0 when checked).
-
-    Raises:
-        CheckpointMismatchError: A folded/training-form mismatch.
-        ToolError: Some of the model's tensors are missing or have other shapes.
-    """
-    if '://' in checkpoint:
-        return 1.0
-    model = model.module if is_model_wrapper(model) else model
-    state_dict, _ = read_state_dict(checkpoint)
-    # Loading is what mmengine does next anyway; 'lenient' raises on a folded mismatch alone.
-    report = load_weights(model, state_dict, 'lenient', source=checkpoint)
-    total = len(model.state_dict())
-    share = len(report.loaded) / total if total else 1.0
-    if report.missing or len(report.loaded) < total:
-        missing = [key for key in model.state_dict() if key not in report.loaded]
-        folded = ' (it holds a folded RepLKNet)' if is_folded(state_dict) else ''
-        shown = ', '.join(missing[:5]) + (f', ... ({len(missing) - 5} more)'
-                                          if len(missing) > 5 else '')
-        raise ToolError(
-            f'{checkpoint} covers {share:.0%} of the model\'s tensors ({len(report.loaded)} of '
-            f'{total}){folded}; the metrics would be those of partly random weights. Not loaded: '
-            f'{shown}. Evaluate the checkpoint trained with this config (or convert it with '
-            f'tools/convert_checkpoint.py).')
-    return share
+        return build_runner(cfg).test()

@@ -1,6 +1,7 @@
 """Training-engine extensions: crash-safe checkpoint files, exactly resumable runs, and clean
 stops on signals and divergence."""
 from .checkpoint_hook import RNG_STATE_KEY, CrashSafeCheckpointHook
+from .coverage_hook import CheckpointCoverageError, CheckpointCoverageHook, check_state_dict_covers
 from .divergence import TrainingDiverged
 from .fileio import ATOMIC_BACKEND, AtomicLocalBackend
 from .interrupt import STOP_SIGNALS, TrainingInterrupted
@@ -10,7 +11,8 @@ from .resume import (CheckpointError, CheckpointResumeError, CheckpointSaveError
 from .rng import get_data_rng_state, get_model_rng_state, set_data_rng_state, set_model_rng_state
 
 __all__ = [
-    'ATOMIC_BACKEND', 'AtomicLocalBackend', 'CheckpointError',
+    'ATOMIC_BACKEND', 'AtomicLocalBackend', 'CheckpointCoverageError', 'CheckpointCoverageHook',
+    'CheckpointError', 'check_state_dict_covers',
     'CheckpointResumeError', 'CheckpointSaveError', 'CrashSafeCheckpointHook', 'RNG_STATE_KEY',
     'ResumableError', 'ResumeCandidates', 'STOP_SIGNALS', 'TrainingDiverged',
     'TrainingInterrupted', 'checkpoint_damage',

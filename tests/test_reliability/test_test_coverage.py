@@ -10,7 +10,8 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from mmreplk.apis.runner import check_checkpoint_covers
+from mmreplk.engine import check_state_dict_covers
+from mmreplk.utils import load_checkpoint_file
 from mmreplk.deployment.reparam import reparameterize_checkpoint
 from mmreplk.utils import CheckpointMismatchError, ToolError
 
@@ -28,6 +29,10 @@ def model_and_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp('ckpt') / 'iter_1.pth'
     torch.save(dict(meta=dict(iter=1), state_dict=model.state_dict()), path)
     return model, path
+
+
+def check_checkpoint_covers(model, path: str) -> float:
+    return check_state_dict_covers(model, load_checkpoint_file(path), path)
 
 
 def test_a_checkpoint_of_the_model_covers_it(model_and_checkpoint):
