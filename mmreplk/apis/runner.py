@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import gc
 import os
 from collections.abc import Iterator
@@ -21,10 +22,12 @@ from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+from torch.utils.data import DataLoader
 
 from mmreplk.datasets.bad_samples import guard_eval_dataset, guard_train_dataset
 from mmreplk.datasets.layout import check_dataset_layout
 from mmreplk.engine import CrashSafeCheckpointHook, resolve_resume
+from mmreplk.engine.interrupt import ignore_stop_signals_in_worker
 from mmreplk.utils import ToolError
 
 _SYNC_NORMS = ('SyncBN', 'MMSyncBN')
@@ -176,6 +179,25 @@ def build_runner(cfg: Config) -> Runner:
     return Runner.from_cfg(cfg)
 
 
+def _workers_ignore_stop_signals(runner: Runner) -> None:
+    """Data loaders the runner builds from now on start workers that ignore stop signals.
+
+    The loops build their loaders inside ``runner.train()`` and start the workers at once, so
+    the runner's builder is wrapped for this runner only (see
+    :func:`~mmreplk.engine.interrupt.ignore_stop_signals_in_worker` for why).
+    """
+    build = runner.build_dataloader
+
+    def build_dataloader(*args, **kwargs) -> object:
+        loader = build(*args, **kwargs)
+        if isinstance(loader, DataLoader) and loader.num_workers > 0:
+            loader.worker_init_fn = functools.partial(ignore_stop_signals_in_worker,
+                                                      loader.worker_init_fn)
+        return loader
+
+    runner.build_dataloader = build_dataloader
+
+
 def train(cfg: Config) -> Runner:
     """Checks the setup, builds a Runner and trains.
 
@@ -197,6 +219,8 @@ def train(cfg: Config) -> Runner:
         runner = build_runner(cfg)
         hooks = [hook for hook in getattr(runner, 'hooks', [])
                  if isinstance(hook, CrashSafeCheckpointHook)]
+        if hooks:
+            _workers_ignore_stop_signals(runner)
         for hook in hooks:
             hook.catch_signals()
         try:

@@ -126,12 +126,10 @@ class CrashSafeCheckpointHook(CheckpointHook):
     def catch_signals(self) -> None:
         """Starts recording stop signals (idempotent; :meth:`before_train` calls it).
 
-        Call it before ``runner.train()`` when the training set has data-loader workers, as
-        :func:`mmreplk.apis.train` does: the Runner forks them before any hook runs, and a
-        worker forked after this call inherits the recording handler. Otherwise a signal sent
-        to the whole process group (torchrun, ``srun``, Ctrl-C in a terminal) kills the workers
-        and the data loader ends the run before the checkpoint is written. A signal recorded
-        before the loop starts stops the run after its first iteration.
+        :func:`mmreplk.apis.train` calls it before ``runner.train()``, so that a signal during
+        the minutes of building, loading weights or resuming is not lost: it stops the run after
+        its first iteration. (It also makes the data-loader workers ignore the signals, see
+        :func:`~mmreplk.engine.interrupt.ignore_stop_signals_in_worker`.)
         """
         self._signals.install()
 

@@ -67,6 +67,27 @@ class TrainingInterrupted(Exception):
                 f'epoch): {kept}')
 
 
+def ignore_stop_signals_in_worker(worker_init_fn: Callable[[int], None] | None,
+                                  worker_id: int) -> None:
+    """A data-loader ``worker_init_fn`` that makes the worker ignore :data:`STOP_SIGNALS`.
+
+    torchrun and ``srun`` signal the whole process group, a terminal's Ctrl-C too, and torch
+    lets a data-loader worker die of SIGTERM; the main process then ends with "DataLoader
+    worker is killed by signal" before it can save. The main process owns the workers' lifetime
+    (it shuts them down when training stops, and they exit when it dies), so they ignore the
+    signals. Use it as ``functools.partial(ignore_stop_signals_in_worker, previous_init_fn)``.
+
+    Args:
+        worker_init_fn (Callable[[int], None], optional): The loader's own init function,
+            called afterwards.
+        worker_id (int): The worker's index.
+    """
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    if worker_init_fn is not None:
+        worker_init_fn(worker_id)
+
+
 class StopSignals:
     """Records the first of :data:`STOP_SIGNALS` while installed; the previous handlers return
     on :meth:`uninstall`.

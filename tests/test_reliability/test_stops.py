@@ -1,7 +1,9 @@
 """How a toy run stops: on a signal (with a checkpoint of that iteration and an exact resume),
 on divergence (without a checkpoint of non-finite weights), and when a resume cannot continue."""
+import functools
 import logging
 import math
+import os
 import shlex
 import signal
 import sys
@@ -12,6 +14,7 @@ import torch
 from mmreplk.apis.resume_hint import resume_hints
 from mmreplk.engine import (CheckpointResumeError, TrainingDiverged, TrainingInterrupted,
                             checkpoint_damage)
+from mmreplk.engine.interrupt import ignore_stop_signals_in_worker
 from mmreplk.utils import load_checkpoint_file
 from .test_resume import _Records
 from .toy_runner import PoisonAt, SignalAt, run_toy, weights
@@ -162,3 +165,24 @@ def test_resuming_into_another_model_stops_with_one_message(tmp_path):
     message = str(stopped.raised)
     assert 'trained with another model' in message
     assert 'net.0.weight: checkpoint (16, 4) vs model (8, 4)' in message
+
+
+class _SelfSignallingDataset(torch.utils.data.Dataset):
+    """Each item sends SIGTERM to the process that prepares it (a worker)."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return index
+
+
+def test_data_loader_workers_ignore_stop_signals():
+    init = functools.partial(ignore_stop_signals_in_worker, None)
+    loader = torch.utils.data.DataLoader(_SelfSignallingDataset(), num_workers=1,
+                                         worker_init_fn=init)
+    assert [int(batch) for batch in loader] == [0, 1, 2, 3]
+    unprotected = torch.utils.data.DataLoader(_SelfSignallingDataset(), num_workers=1)
+    with pytest.raises(RuntimeError, match='DataLoader worker .* (killed by signal|exited)'):
+        list(unprotected)
