@@ -69,13 +69,15 @@ class TrainingInterrupted(Exception):
 
 def ignore_stop_signals_in_worker(worker_init_fn: Callable[[int], None] | None,
                                   worker_id: int) -> None:
-    """A data-loader ``worker_init_fn`` that makes the worker ignore :data:`STOP_SIGNALS`.
+    """A data-loader ``worker_init_fn`` that lets the worker outlive a stop signal.
 
     torchrun and ``srun`` signal the whole process group, a terminal's Ctrl-C too, and torch
     lets a data-loader worker die of SIGTERM; the main process then ends with "DataLoader
-    worker is killed by signal" before it can save. The main process owns the workers' lifetime
-    (it shuts them down when training stops, and they exit when it dies), so they ignore the
-    signals. Use it as ``functools.partial(ignore_stop_signals_in_worker, previous_init_fn)``.
+    worker is killed by signal" before it can save. The main process owns the workers (it shuts
+    them down when training stops, and they exit when it dies), so a worker ignores SIGINT and
+    SIGUSR1, and its *first* SIGTERM: the main process's own shutdown of a worker that is still
+    running at exit is a SIGTERM too (``multiprocessing`` terminates daemon children), and that
+    one must end it. Use it as ``functools.partial(ignore_stop_signals_in_worker, previous)``.
 
     Args:
         worker_init_fn (Callable[[int], None], optional): The loader's own init function,
@@ -84,8 +86,13 @@ def ignore_stop_signals_in_worker(worker_init_fn: Callable[[int], None] | None,
     """
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _die_on_the_next_sigterm)
     if worker_init_fn is not None:
         worker_init_fn(worker_id)
+
+
+def _die_on_the_next_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class StopSignals:

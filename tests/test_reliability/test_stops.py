@@ -168,13 +168,16 @@ def test_resuming_into_another_model_stops_with_one_message(tmp_path):
 
 
 class _SelfSignallingDataset(torch.utils.data.Dataset):
-    """Each item sends SIGTERM to the process that prepares it (a worker)."""
+    """Item 0 sends SIGTERM, SIGINT and SIGUSR1 to the process that prepares it (a worker), as
+    a launcher signalling the process group would."""
 
     def __len__(self) -> int:
         return 4
 
     def __getitem__(self, index: int) -> int:
-        os.kill(os.getpid(), signal.SIGTERM)
+        if index == 0:
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+                os.kill(os.getpid(), signum)
         return index
 
 
@@ -186,3 +189,19 @@ def test_data_loader_workers_ignore_stop_signals():
     unprotected = torch.utils.data.DataLoader(_SelfSignallingDataset(), num_workers=1)
     with pytest.raises(RuntimeError, match='DataLoader worker .* (killed by signal|exited)'):
         list(unprotected)
+
+
+def test_a_worker_still_ends_on_the_shutdown_sigterm_after_ignoring_one():
+    # Interpreter exit terminates a live worker with SIGTERM: a worker that ignored the
+    # launcher's SIGTERM must still go then, or the process never exits.
+    init = functools.partial(ignore_stop_signals_in_worker, None)
+    loader = torch.utils.data.DataLoader(_SelfSignallingDataset(), num_workers=1,
+                                         worker_init_fn=init)
+    iterator = iter(loader)
+    assert int(next(iterator)) == 0  # the worker has ignored one SIGTERM
+    [worker] = iterator._workers
+    with pytest.raises(RuntimeError, match='DataLoader worker .* (killed by signal|exited)'):
+        worker.terminate()
+        worker.join(timeout=30)
+        list(iterator)
+    assert worker.exitcode == -signal.SIGTERM

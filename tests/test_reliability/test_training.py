@@ -377,3 +377,44 @@ def test_a_full_disk_ends_the_tool_with_one_message_and_its_command_resumes(data
     resumed = _run(['bash', '-c', command])
     assert 'resumed epoch: 0, iter: 4' in resumed
     assert (work_dir / f'iter_{MAX_ITERS}.pth').is_file()
+
+
+@pytest.mark.slow
+def test_a_diverging_run_stops_with_one_message_and_keeps_finite_checkpoints(data_root,
+                                                                            tmp_path):
+    config = _leaf_config(tmp_path, data_root)
+    work_dir = tmp_path / 'work'
+    output = _run(_train_cmd(config, work_dir, '--cfg-options', 'optim_wrapper.optimizer.lr=1e8',
+                             'default_hooks.checkpoint.max_keep_ckpts=2',
+                             'default_hooks.checkpoint.interval=1', 'train_cfg.max_iters=20'),
+                  returncode=1)
+    match = re.search(r'TrainingDiverged: training diverged at iteration (\d+): (\S+) = (nan|inf)',
+                      output)
+    assert match, output[-3000:]
+    iteration = int(match.group(1))
+    assert 'Traceback' not in output and 'lower the learning rate (now 1e+08' in output
+    kept = sorted(work_dir.glob('iter_*.pth'))
+    assert kept, 'the run diverged before its first checkpoint'
+    assert all(int(path.stem.split('_')[1]) < iteration for path in kept)
+    for path in kept:
+        state = load_checkpoint_file(path)['state_dict']
+        assert all(torch.isfinite(value).all() for value in state.values()), path
+    newest = max(kept, key=lambda path: int(path.stem.split('_')[1]))
+    assert f'The newest finite checkpoint is {newest}: fix the cause, then resume from it ' \
+           f'with:\n    ' in output
+
+
+@pytest.mark.slow
+def test_a_corrupt_training_image_is_skipped_with_one_warning(data_root, tmp_path):
+    data = tmp_path / 'data'
+    shutil.copytree(data_root, data)
+    bad = data / 'images' / 'training' / 'demo_00003.jpg'
+    bad.write_bytes(os.urandom(bad.stat().st_size))
+    config = _leaf_config(tmp_path, data)
+    # 1 bad file in 8 is a share of 12.5 %: allowed here, as 1 in 240 is by default.
+    output = _run(_train_cmd(config, tmp_path / 'work', '--cfg-options',
+                             'max_bad_sample_fraction=0.2'))
+    warnings = [line for line in output.splitlines() if 'skipped a sample that cannot be read'
+                in line]
+    assert len(warnings) == 1 and str(bad) in warnings[0], output[-3000:]
+    assert (tmp_path / 'work' / f'iter_{MAX_ITERS}.pth').is_file()
