@@ -97,7 +97,8 @@ def test_the_stop_from_a_worker_keeps_only_its_message(ten_percent_corrupt):
 
 def test_the_wrapper_looks_like_the_dataset_it_wraps(demo_root):
     dataset = _guarded(demo_root)
-    assert len(dataset) == 240 and dataset.metainfo['classes'] == dataset.dataset.metainfo['classes']
+    assert len(dataset) == 240
+    assert dataset.metainfo['classes'] == dataset.dataset.metainfo['classes']
     assert dataset.get_data_info(0)['img_path'].endswith('demo_00000.jpg')
     assert len(pickle.loads(pickle.dumps(dataset))) == 240  # what worker processes receive
     assert DATASETS.get('SkipBadSamples') is SkipBadSamples
