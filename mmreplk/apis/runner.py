@@ -180,7 +180,7 @@ def build_runner(cfg: Config) -> Runner:
 
 
 def _workers_ignore_stop_signals(runner: Runner) -> None:
-    """Data loaders the runner builds from now on start workers that ignore stop signals.
+    """Data loaders the runner builds from now on start workers that ignore SIGINT and SIGUSR1.
 
     The loops build their loaders inside ``runner.train()`` and start the workers at once, so
     the runner's builder is wrapped for this runner only (see

@@ -122,13 +122,15 @@ class CrashSafeCheckpointHook(CheckpointHook):
                     runner.logger.warning(f'removed {path}, a partial file of an interrupted run')
         self._vote.setup()
         self.catch_signals()
+        # The training loader has started its workers (and torch its SIGCHLD handler) by now.
+        self._signals.forgive_worker_deaths()
 
     def catch_signals(self) -> None:
         """Starts recording stop signals (idempotent; :meth:`before_train` calls it).
 
         :func:`mmreplk.apis.train` calls it before ``runner.train()``, so that a signal during
         the minutes of building, loading weights or resuming is not lost: it stops the run after
-        its first iteration. (It also makes the data-loader workers ignore the signals, see
+        its first iteration. (It also makes the data-loader workers ignore SIGINT and SIGUSR1, see
         :func:`~mmreplk.engine.interrupt.ignore_stop_signals_in_worker`.)
         """
         self._signals.install()

@@ -69,35 +69,35 @@ class TrainingInterrupted(Exception):
 
 def ignore_stop_signals_in_worker(worker_init_fn: Callable[[int], None] | None,
                                   worker_id: int) -> None:
-    """A data-loader ``worker_init_fn`` that lets the worker outlive a stop signal.
+    """A data-loader ``worker_init_fn``: the worker ignores SIGINT and SIGUSR1.
 
-    torchrun and ``srun`` signal the whole process group, a terminal's Ctrl-C too, and torch
-    lets a data-loader worker die of SIGTERM; the main process then ends with "DataLoader
-    worker is killed by signal" before it can save. The main process owns the workers (it shuts
-    them down when training stops, and they exit when it dies), so a worker ignores SIGINT and
-    SIGUSR1, and its *first* SIGTERM: the main process's own shutdown of a worker that is still
-    running at exit is a SIGTERM too (``multiprocessing`` terminates daemon children), and that
-    one must end it. Use it as ``functools.partial(ignore_stop_signals_in_worker, previous)``.
+    ``srun`` and a terminal's Ctrl-C signal every process of the job or process group, the
+    data-loader workers included; the main process owns the workers (it shuts them down when
+    training stops, and they exit when it dies), so they ignore those two. SIGTERM keeps its
+    meaning, since the interpreter's exit terminates live workers with it; a worker that dies of
+    a SIGTERM sent to the whole group is forgiven by :class:`StopSignals` instead. Use it as
+    ``functools.partial(ignore_stop_signals_in_worker, previous_init_fn)``.
 
     Args:
         worker_init_fn (Callable[[int], None], optional): The loader's own init function,
             called afterwards.
         worker_id (int): The worker's index.
     """
-    for signum in STOP_SIGNALS:
+    for signum in (signal.SIGINT, signal.SIGUSR1):
         signal.signal(signum, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _die_on_the_next_sigterm)
     if worker_init_fn is not None:
         worker_init_fn(worker_id)
-
-
-def _die_on_the_next_sigterm(signum: int, frame: object) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class StopSignals:
     """Records the first of :data:`STOP_SIGNALS` while installed; the previous handlers return
     on :meth:`uninstall`.
+
+    :meth:`forgive_worker_deaths` also takes SIGCHLD: torch's data loader answers a worker's
+    death with an error raised in the main process wherever it is, and a SIGTERM sent to the
+    whole process group (torchrun, ``srun``) kills the workers with the main process. Once a
+    stop signal is recorded, a child's death is expected and the run goes on to its checkpoint;
+    before, torch's handler reports it as usual.
 
     Only the main thread can install signal handlers: elsewhere :meth:`install` does nothing and
     the signals keep their previous meaning.
@@ -120,11 +120,25 @@ class StopSignals:
             self._previous[signum] = signal.signal(signum, self._record)
         return True
 
+    def forgive_worker_deaths(self) -> None:
+        """Wraps the SIGCHLD handler in place now (torch's, once a loader has started workers);
+        call it after the loaders are built (``before_train``)."""
+        if not self._previous or signal.SIGCHLD in self._previous:
+            return
+        self._previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, self._child_exited)
+
     def uninstall(self) -> None:
         """Puts the previous handlers back (idempotent)."""
-        for signum, handler in self._previous.items():
+        for signum, handler in reversed(self._previous.items()):
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         self._previous = {}
+
+    def _child_exited(self, signum: int, frame: object) -> None:
+        if self.received is not None:
+            return
+        previous = self._previous.get(signal.SIGCHLD)
+        if callable(previous):
+            previous(signum, frame)
 
     def _record(self, signum: int, frame: object) -> None:
         # Only the first one counts; a second one (impatience, or torchrun passing on a signal
