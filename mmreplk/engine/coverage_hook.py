@@ -53,8 +53,8 @@ def check_state_dict_covers(model: torch.nn.Module, checkpoint: Mapping,
     raise CheckpointCoverageError(
         f'{source} covers {share:.0%} of the model\'s tensors ({len(report.loaded)} of '
         f'{len(own)}){folded}; the metrics would be those of partly random weights. Not loaded: '
-        f'{shown}. Evaluate the checkpoint trained with this config (or convert it with '
-        f'tools/convert_checkpoint.py).')
+        f'{shown}. Evaluate the checkpoint trained with this config, or one converted to its '
+        f'names.')
 
 
 @HOOKS.register_module()

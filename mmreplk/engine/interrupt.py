@@ -25,7 +25,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 class TrainingInterrupted(Exception):
     """Training stopped on a signal after an iteration, with a checkpoint of it when possible.
 
-    Not a user error: ``tools/train.py`` logs one line (the checkpoint and the command that
+    Not a user error: the training tool logs one line (the checkpoint and the command that
     resumes from it) and exits with :attr:`exit_status`.
 
     Args:
