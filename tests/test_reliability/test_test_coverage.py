@@ -79,5 +79,5 @@ def test_the_test_tool_stops_on_a_foreign_checkpoint(tmp_path):
         env={'PYTHONPATH': str(REPO_ROOT), 'OMP_NUM_THREADS': '1', 'PATH': ''})
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1, output[-3000:]
-    assert f'ToolError: {foreign} covers 0% of the model' in output
+    assert f'CheckpointCoverageError: {foreign} covers 0% of the model' in output
     assert not re.search(r'mIoU: [0-9]', output) and 'Traceback' not in output
