@@ -21,6 +21,8 @@ from .rng import get_data_rng_state, get_model_rng_state, set_data_rng_state, se
 
 #: Checkpoint key holding the per-rank generator states.
 RNG_STATE_KEY = 'rng_state'
+#: Checkpoint key holding every rank's buffers, in a checkpoint written on a stop signal.
+RANK_BUFFERS_KEY = 'rank_buffers'
 
 
 @HOOKS.register_module()
@@ -57,7 +59,9 @@ class CrashSafeCheckpointHook(CheckpointHook):
 
     * **Buffers of all ranks.** In a multi-process run every rank averages its buffers (BN
       statistics, which plain BN keeps per rank) right before a save, so the checkpoint holds the
-      state of every rank and a resumed run continues exactly.
+      state of every rank and a resumed run continues exactly. A save on a stop signal, which
+      an uninterrupted run would not make, averages nothing: it stores every rank's buffers
+      (``rank_buffers``) and each rank gets its own back on resume.
     * **Signals stop the run after an iteration** (:mod:`~mmreplk.engine.interrupt`). While
       training, SIGTERM, SIGINT and SIGUSR1 are recorded; after the iteration in progress every
       rank agrees to stop, a checkpoint of that iteration is written the usual crash-safe way
@@ -99,6 +103,9 @@ class CrashSafeCheckpointHook(CheckpointHook):
         self._data_rng: dict | None = None
         self._gathered_rng: list[dict] | None = None
         self._loaded_rng: tuple[int, list[dict]] | None = None
+        self._gathered_buffers: list[dict] | None = None
+        self._loaded_buffers: tuple[int, list[dict]] | None = None
+        self._stopping = False
         self._states_before_val: tuple[dict, dict] | None = None
 
     def before_train(self, runner) -> None:
@@ -160,6 +167,9 @@ class CrashSafeCheckpointHook(CheckpointHook):
         states = checkpoint.get(RNG_STATE_KEY)
         if self.save_rng_state and states is not None:
             self._loaded_rng = (checkpoint['meta'].get('iter'), states)
+        buffers = checkpoint.get(RANK_BUFFERS_KEY)
+        if buffers is not None:
+            self._loaded_buffers = (checkpoint['meta'].get('iter'), buffers)
 
     def before_train_epoch(self, runner) -> None:
         """Restores the data generator states from where this epoch (or the replay) starts.
@@ -167,6 +177,7 @@ class CrashSafeCheckpointHook(CheckpointHook):
         Args:
             runner (Runner): The runner.
         """
+        self._restore_rank_buffers(runner)
         if not self.save_rng_state:
             return
         resumed = self._take_resumed_state(runner)
@@ -268,6 +279,7 @@ class CrashSafeCheckpointHook(CheckpointHook):
         iteration = runner.iter + 1 if done is None else done
         if isinstance(runner.train_loop, IterBasedTrainLoop) and not saved_now:
             runner.logger.info(f'Saving checkpoint at {iteration} iterations')
+            self._stopping = True
             self._save_checkpoint_with_step(runner, iteration,
                                             meta=dict(epoch=runner.epoch, iter=iteration))
             saved_now = True
@@ -311,6 +323,22 @@ class CrashSafeCheckpointHook(CheckpointHook):
         """
         if self._gathered_rng is not None:
             checkpoint[RNG_STATE_KEY] = self._gathered_rng
+        if self._gathered_buffers is not None:
+            checkpoint[RANK_BUFFERS_KEY] = self._gathered_buffers
+
+    def _restore_rank_buffers(self, runner) -> None:
+        """Gives each rank its own buffers back after a resume from a stop checkpoint."""
+        if self._loaded_buffers is None:
+            return
+        saved_iter, buffers = self._loaded_buffers
+        self._loaded_buffers = None
+        if runner.iter == 0 or runner.iter != saved_iter or len(buffers) != get_world_size():
+            return
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        own = dict(model.named_buffers())
+        for name, value in buffers[get_rank()].items():
+            if name in own:
+                own[name].copy_(value)
 
     def _take_resumed_state(self, runner) -> dict | None:
         """This rank's states from the checkpoint the run resumed from, if it resumed."""
@@ -334,11 +362,17 @@ class CrashSafeCheckpointHook(CheckpointHook):
         if not weights_are_finite(runner.model):
             # Every rank holds the same weights (DDP), so every rank decides the same.
             self._raise_diverged(runner, {})
-        if get_world_size() > 1:
+        if get_world_size() > 1 and not self._stopping:
             # Collective call. Only rank 0 writes, so the others' BN statistics would be lost on
             # resume: every rank takes the mean first (what SyncBuffersHook does at the end of
             # training), and a resumed run continues from the state every rank had.
             all_reduce_params(runner.model.buffers(), op='mean')
+        elif get_world_size() > 1:
+            # A stop comes between the saves of an uninterrupted run, which would not average
+            # here: the checkpoint keeps every rank's own buffers instead (collective call).
+            model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+            self._gathered_buffers = all_gather_object(
+                {name: value.detach().cpu() for name, value in model.named_buffers()})
         if self.save_rng_state:
             # Collective call: every rank reaches this point, only rank 0 writes the file.
             self._gathered_rng = all_gather_object(dict(
@@ -365,6 +399,7 @@ class CrashSafeCheckpointHook(CheckpointHook):
             raise save_failure(self.last_ckpt, err, runner.work_dir, size) from err
         finally:
             self._gathered_rng = None
+            self._gathered_buffers = None
 
     def _write_checkpoint(self, runner, ckpt_filename: str, meta: dict,
                           expired: list[int]) -> None:
