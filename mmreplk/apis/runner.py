@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import functools
 import gc
 import os
@@ -28,6 +29,7 @@ from mmreplk.datasets.bad_samples import guard_eval_dataset, guard_train_dataset
 from mmreplk.datasets.layout import check_dataset_layout
 from mmreplk.engine import CrashSafeCheckpointHook, resolve_resume
 from mmreplk.engine.interrupt import ignore_stop_signals_in_worker
+from mmreplk.engine.resume import disk_full
 from mmreplk.utils import ToolError
 
 _SYNC_NORMS = ('SyncBN', 'MMSyncBN')
@@ -179,6 +181,18 @@ def build_runner(cfg: Config) -> Runner:
     return Runner.from_cfg(cfg)
 
 
+@contextlib.contextmanager
+def _full_disk_stops(work_dir: str) -> Iterator[None]:
+    """A full disk or quota outside a checkpoint save (the config dump, a log, a visualisation)
+    stops the run with :func:`~mmreplk.engine.resume.disk_full`'s message, not a traceback."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise disk_full(err, work_dir) from err
+
+
 def _workers_ignore_stop_signals(runner: Runner) -> None:
     """Data loaders the runner builds from now on start workers that ignore SIGINT and SIGUSR1.
 
@@ -214,7 +228,7 @@ def train(cfg: Config) -> Runner:
     check_amp(cfg)
     resolve_pretrained(cfg)
     resolve_resume(cfg)
-    with _process_group_scope() as owns_group:
+    with _process_group_scope() as owns_group, _full_disk_stops(cfg.work_dir):
         prepare_distributed(cfg)
         runner = build_runner(cfg)
         hooks = [hook for hook in getattr(runner, 'hooks', [])

@@ -93,6 +93,10 @@ class CheckpointResumeError(CheckpointError):
     """``--resume`` found no checkpoint it can load."""
 
 
+class DiskFullError(ResumableError, CheckpointError):
+    """The work dir's file system filled up (or its quota) outside a checkpoint save."""
+
+
 class CheckpointSaveError(ResumableError, CheckpointError):
     """Saving a checkpoint failed (full disk, quota, I/O error); no partial file was left."""
 
@@ -382,3 +386,25 @@ def save_failure(path: str, err: OSError, work_dir: str, size: int | None) -> Ch
     return CheckpointSaveError(
         f'could not save checkpoint {path}: {code}{err.strerror or err}{space}. {state}',
         resume_from=found.chosen)
+
+
+def disk_full(err: OSError, work_dir: str) -> DiskFullError:
+    """The :class:`DiskFullError` of a write that failed for space outside a checkpoint save.
+
+    Args:
+        err (OSError): The error (ENOSPC or EDQUOT).
+        work_dir (str): The run's work dir.
+
+    Returns:
+        DiskFullError: The error, with the checkpoint to resume from.
+    """
+    folder = osp.abspath(work_dir)
+    while not osp.isdir(folder) and osp.dirname(folder) != folder:
+        folder = osp.dirname(folder)
+    free = f' ({_size_text(shutil.disk_usage(folder).free)} free in {folder})'
+    where = f' {err.filename}' if err.filename else ''
+    found = find_resume_checkpoint(work_dir)
+    state = (f'free some space, then resume from the newest intact checkpoint {found.chosen}'
+             if found.chosen else 'free some space, then start the run again')
+    return DiskFullError(f'could not write{where}: [Errno {err.errno}] {err.strerror or err}'
+                         f'{free}. No checkpoint was damaged: {state}', resume_from=found.chosen)

@@ -1,5 +1,6 @@
 """How a toy run stops: on a signal (with a checkpoint of that iteration and an exact resume),
 on divergence (without a checkpoint of non-finite weights), and when a resume cannot continue."""
+import errno
 import functools
 import logging
 import math
@@ -222,3 +223,27 @@ def test_a_child_death_is_forgiven_only_once_a_stop_signal_came(stopping):
     finally:
         signals.uninstall()
         signal.signal(signal.SIGCHLD, before)
+
+
+def test_a_full_disk_outside_a_save_stops_with_what_to_do(tmp_path, monkeypatch):
+    # As when --resume runs before space was freed: the Runner's config dump fails first.
+    from mmengine.config import Config
+
+    from mmreplk.apis import runner as runner_module
+    from mmreplk.engine import CheckpointError
+    run_toy(tmp_path, max_iters=3)
+    dump = str(tmp_path / 'cfg.py')
+
+    def build_runner(cfg):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), dump)
+
+    monkeypatch.setattr(runner_module, 'check_dataset_layout', lambda cfg, splits: None)
+    monkeypatch.setattr(runner_module, 'build_runner', build_runner)
+    with pytest.raises(CheckpointError) as error, \
+            resume_hints(argv=['tools/train.py', 'c.py', '--resume'], environ={}):
+        runner_module.train(Config(dict(work_dir=str(tmp_path), resume=True, model=dict())))
+    message = str(error.value)
+    assert message.startswith(f'could not write {dump}: [Errno 28] No space left on device (')
+    assert (f'No checkpoint was damaged: free some space, then resume from the newest intact '
+            f'checkpoint {tmp_path / "iter_3.pth"} with:\n    ') in message
+    assert message.endswith(f'--resume {tmp_path / "iter_3.pth"}')
