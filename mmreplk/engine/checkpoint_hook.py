@@ -229,12 +229,12 @@ class CrashSafeCheckpointHook(CheckpointHook):
                 and weights_are_finite(runner.model)):
             runner.logger.warning(
                 f'iteration {runner.iter + 1}: non-finite '
-                f'{", ".join(terms) or "values on another process"}; step skipped '
+                f'{", ".join(terms) or "losses on another process"}; step skipped '
                 f'({self._nonfinite_steps} of max_nonfinite_steps={self.max_nonfinite_steps})')
             return
-        self._raise_diverged(runner, terms)
+        self._raise_diverged(runner, terms or 'non-finite losses on another process')
 
-    def _raise_diverged(self, runner, terms: dict[str, float]) -> None:
+    def _raise_diverged(self, runner, terms: dict[str, float] | str) -> None:
         self.release_signals()
         newest = find_resume_checkpoint(runner.work_dir).chosen
         schedulers = runner.param_schedulers or []
@@ -361,7 +361,8 @@ class CrashSafeCheckpointHook(CheckpointHook):
     def _save_checkpoint_with_step(self, runner, step: int, meta: dict) -> None:
         if not weights_are_finite(runner.model):
             # Every rank holds the same weights (DDP), so every rank decides the same.
-            self._raise_diverged(runner, {})
+            self._raise_diverged(runner, 'the weights after this step are not finite (the '
+                                 'losses were)')
         if get_world_size() > 1 and not self._stopping:
             # Collective call. Only rank 0 writes, so the others' BN statistics would be lost on
             # resume: every rank takes the mean first (what SyncBuffersHook does at the end of

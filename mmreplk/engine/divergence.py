@@ -61,15 +61,14 @@ def weights_are_finite(model: nn.Module) -> bool:
     return bool(torch.stack(checks).all()) if checks else True
 
 
-def divergence_message(iteration: int, terms: dict[str, float], checkpoint: str | None,
+def divergence_message(iteration: int, terms: dict[str, float] | str, checkpoint: str | None,
                        learning_rates: dict[str, float], amp: bool, warmup: bool,
                        max_nonfinite_steps: int) -> str:
     """The one message a diverged run stops with (the resume command is added by the tool).
 
     Args:
         iteration (int): The iteration (1-based) whose values were not finite.
-        terms (dict[str, float]): The non-finite terms; empty when another rank saw them or
-            only the weights are non-finite.
+        terms (dict[str, float] | str): The non-finite terms, or what else was not finite.
         checkpoint (str, optional): The newest finite checkpoint; None without one.
         learning_rates (dict[str, float]): Current learning rates by parameter group name.
         amp (bool): Whether the run uses mixed precision.
@@ -79,10 +78,10 @@ def divergence_message(iteration: int, terms: dict[str, float], checkpoint: str 
     Returns:
         str: The message.
     """
-    if terms:
-        what = ', '.join(f'{name} = {value}' for name, value in terms.items())
+    if isinstance(terms, str):
+        what = terms
     else:
-        what = 'non-finite values on another process, or in the weights'
+        what = ', '.join(f'{name} = {value}' for name, value in terms.items())
     hints = [f'lower the learning rate (now {_rates(learning_rates)}: '
              '--cfg-options optim_wrapper.optimizer.lr=...)']
     if not warmup:
