@@ -5,7 +5,7 @@ from collections.abc import Mapping
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import HOOKS
 
 from ..utils import ToolError, is_folded, load_weights, unwrap_state_dict
@@ -25,7 +25,7 @@ def check_state_dict_covers(model: torch.nn.Module, checkpoint: Mapping,
     (``model.backbone.deploy=True``), the message folder inference gives.
 
     Args:
-        model (torch.nn.Module): The model (a DDP wrapper is looked through).
+        model (torch.nn.Module): The model (a DDP wrapper or TTA model is looked through).
         checkpoint (Mapping): What the checkpoint file holds.
         source (str): Where it came from, for messages.
 
@@ -36,7 +36,9 @@ def check_state_dict_covers(model: torch.nn.Module, checkpoint: Mapping,
         CheckpointMismatchError: A folded/training-form mismatch.
         CheckpointCoverageError: Some of the model's tensors are missing or have other shapes.
     """
-    model = model.module if is_model_wrapper(model) else model
+    # What mmengine loads into: the model inside a DDP wrapper or a test-time-augmentation model.
+    if is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
     # mmengine's own loading strips the same prefix (its revise_keys default).
     state_dict = {key.removeprefix('module.'): value
                   for key, value in unwrap_state_dict(checkpoint).items()}
