@@ -228,7 +228,7 @@ def train(cfg: Config) -> Runner:
     check_amp(cfg)
     resolve_pretrained(cfg)
     resolve_resume(cfg)
-    with _process_group_scope() as owns_group, _full_disk_stops(cfg.work_dir):
+    with _process_group_scope() as owns_group, _full_disk_stops(cfg.get('work_dir') or '.'):
         prepare_distributed(cfg)
         runner = build_runner(cfg)
         hooks = [hook for hook in getattr(runner, 'hooks', [])
