@@ -1,4 +1,4 @@
-"""Fold a trained RepLKNet segmentor or detector checkpoint into its deploy form.
+"""Fold a trained RepLKNet or UniRepLKNet segmentor or detector checkpoint into its deploy form.
 
 Example:
     python tools/reparameterize.py configs/upernet_replknet31b_ade20k.py \
@@ -20,8 +20,9 @@ from mmreplk.tasks import synthetic_image
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description='Re-parameterize a trained checkpoint (fold every BN and small kernel of '
-        'the RepLKNet backbone) so it loads with model.backbone.deploy=True.')
+        description='Re-parameterize a trained checkpoint (fold every BN and small or dilated '
+        'kernel of the RepLKNet / UniRepLKNet backbone, and UniRepLKNet\'s GRN bias and layer '
+        'scales) so it loads with model.backbone.deploy=True.')
     parser.add_argument('config', help='config the checkpoint was trained with')
     parser.add_argument('checkpoint', help='training-form checkpoint')
     parser.add_argument('out', help='where to write the deploy-form checkpoint')

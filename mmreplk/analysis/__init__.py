@@ -1,17 +1,32 @@
-"""Analysis: parameters and FLOPs, effective receptive fields, and speed benchmarks."""
-from .benchmark import (BACKBONE_FORMS, BackboneBenchmark, Timing, benchmark_backbone,
-                        benchmark_model, build_backbone_forms, default_device, profile_forward,
-                        time_round_robin)
-from .erf import (THRESHOLDS, ERFResult, compute_erf, contribution_map, format_area_ratios,
-                  high_contribution_area_ratios, load_backbone_checkpoint, normalize_erf,
-                  save_erf_heatmap)
-from .flops import NUM_MASK_ROIS, NUM_PROPOSALS, Complexity, fixed_proposals, get_model_complexity
+"""Analysis: parameters and FLOPs, effective receptive fields, and speed benchmarks.
 
-__all__ = [
-    'BACKBONE_FORMS', 'NUM_MASK_ROIS', 'NUM_PROPOSALS', 'THRESHOLDS', 'BackboneBenchmark',
-    'Complexity', 'ERFResult', 'Timing', 'benchmark_backbone', 'benchmark_model',
-    'build_backbone_forms', 'compute_erf', 'contribution_map', 'default_device',
-    'fixed_proposals', 'format_area_ratios', 'get_model_complexity',
-    'high_contribution_area_ratios', 'load_backbone_checkpoint', 'normalize_erf',
-    'profile_forward', 'save_erf_heatmap', 'time_round_robin'
-]
+Names are imported on first use (PEP 562): the GPU benchmark modules need only the op and the
+backbones, and must import on a GPU box that lacks mmseg, mmdet and pycocotools, which the
+model-level modules (``benchmark``, ``erf``, ``flops``) reach through :mod:`mmreplk.tasks`.
+"""
+import importlib
+
+#: Public name -> the submodule defining it.
+_EXPORTS = {
+    **dict.fromkeys(('BACKBONE_FORMS', 'BackboneBenchmark', 'Timing', 'benchmark_backbone',
+                     'benchmark_model', 'build_backbone_forms', 'default_device',
+                     'profile_forward', 'time_round_robin'), 'benchmark'),
+    **dict.fromkeys(('THRESHOLDS', 'ERFResult', 'compute_erf', 'contribution_map',
+                     'format_area_ratios', 'high_contribution_area_ratios',
+                     'load_backbone_checkpoint', 'normalize_erf', 'save_erf_heatmap'), 'erf'),
+    **dict.fromkeys(('Complexity', 'get_model_complexity'), 'flops'),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(importlib.import_module(f'.{_EXPORTS[name]}', __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -16,6 +16,7 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
+from mmreplk.apis import load_config
 from mmreplk.models import RepLKNet, reparameterize
 from mmreplk.ops import set_depthwise_impl
 from mmreplk.tasks import synthetic_image, task_adapter
@@ -89,7 +90,7 @@ def benchmark_model(config: str | os.PathLike | Config,
     Returns:
         list[Timing]: 'train' and, with ``deploy``, 'deploy'.
     """
-    cfg = config if isinstance(config, Config) else Config.fromfile(os.fspath(config))
+    cfg = load_config(config)
     task = task_adapter(cfg)
     device = torch.device(device) if device is not None else default_device()
     models = {'train': task.build_model(cfg, device=device)}

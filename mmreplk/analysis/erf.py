@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -21,8 +22,12 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 from torch import nn
 
+from mmreplk.apis import load_config
+from mmreplk.models import UniRepLKNet
 from mmreplk.tasks import ImageReadError, build_model, input_normalization, read_image
-from mmreplk.utils import ToolError, load_weights, read_state_dict
+from mmreplk.utils import ToolError, load_weights, read_state_dict, require_dir, select_prefix
+
+_OUTPUT_NORM = re.compile(r'norm\d+\.')
 
 #: Thresholds of the paper's high-contribution area ratio table.
 THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
@@ -131,7 +136,9 @@ def load_backbone_checkpoint(backbone: nn.Module, checkpoint: str | os.PathLike)
     """Loads a whole-model checkpoint's backbone part, or a bare backbone file, into ``backbone``.
 
     Every backbone weight must be present (``'complete'`` mode of
-    :func:`~mmreplk.utils.load_weights`); extra keys (heads, a classifier) are ignored.
+    :func:`~mmreplk.utils.load_weights`); extra keys (heads, a classifier) are ignored. The one
+    exception: UniRepLKNet's ImageNet files have no ``norm0..3`` (the output norms its downstream
+    models add), which then keep their initial values, as when downstream training starts.
 
     Args:
         backbone (nn.Module): Any backbone.
@@ -139,9 +146,13 @@ def load_backbone_checkpoint(backbone: nn.Module, checkpoint: str | os.PathLike)
             backbone state dict, read under the package's trust policy.
     """
     state_dict, _ = read_state_dict(checkpoint)
-    if any(key.startswith('backbone.') for key in state_dict):
-        state_dict = {key.removeprefix('backbone.'): value for key, value in state_dict.items()
-                      if key.startswith('backbone.')}
+    backbone_part, _ = select_prefix(state_dict, 'backbone.')
+    state_dict = backbone_part or state_dict
+    if isinstance(backbone, UniRepLKNet):
+        # ImageNet files lack the per-output norms that downstream models add; they keep their
+        # initial values, every other weight must be in the file.
+        own = backbone.state_dict()
+        state_dict = {**{key: own[key] for key in own if _OUTPUT_NORM.match(key)}, **state_dict}
     load_weights(backbone, state_dict, 'complete', os.fspath(checkpoint))
 
 
@@ -189,10 +200,8 @@ def compute_erf(config: str | os.PathLike | Config,
         ERFResult: The mean map, the number of images used and skipped files.
     """
     logger = MMLogger.get_current_instance()
-    cfg = config if isinstance(config, Config) else Config.fromfile(os.fspath(config))
-    image_dir = Path(image_dir)
-    if not image_dir.is_dir():
-        raise FileNotFoundError(f'image folder not found: {image_dir}')
+    cfg = load_config(config)
+    image_dir = Path(require_dir(image_dir, 'image folder'))
     model = build_model(cfg, device=device)
     backbone = model.backbone
     if checkpoint is not None:

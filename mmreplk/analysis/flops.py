@@ -13,9 +13,9 @@ What runs is the inference path the paper measured, as the config's task adapter
 * segmentors: backbone, neck and decode head on one image (the auxiliary head is a training
   loss; it is excluded from FLOPs and from ``params``, and listed separately);
 * two-stage detectors: backbone, neck, the RPN head's convolutions, and every box-head stage on
-  :data:`NUM_PROPOSALS` fixed proposals and every mask-head stage on the first
-  :data:`NUM_MASK_ROIS` of them (the rule of mmdet 2.x's ``forward_dummy``, so numbers do not
-  depend on how many boxes a random-weight RPN happens to keep).
+  :data:`~mmreplk.tasks.detection.NUM_PROPOSALS` fixed proposals and every mask-head stage on
+  the first :data:`~mmreplk.tasks.detection.NUM_MASK_ROIS` of them (the rule of mmdet 2.x's
+  ``forward_dummy``, so numbers do not depend on how many boxes a random-weight RPN keeps).
 """
 from __future__ import annotations
 
@@ -27,12 +27,11 @@ import torch
 from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config
 
+from mmreplk.apis import load_config
 from mmreplk.models import reparameterize
 from mmreplk.tasks import task_adapter
-from mmreplk.tasks.detection import NUM_MASK_ROIS, NUM_PROPOSALS, fixed_proposals
 
-__all__ = ['NUM_MASK_ROIS', 'NUM_PROPOSALS', 'Complexity', 'fixed_proposals',
-           'get_model_complexity']
+__all__ = ['Complexity', 'get_model_complexity']
 
 
 @dataclasses.dataclass
@@ -84,7 +83,7 @@ def get_model_complexity(config: str | os.PathLike | Config,
     Returns:
         Complexity: Totals and a per-component breakdown.
     """
-    cfg = config if isinstance(config, Config) else Config.fromfile(os.fspath(config))
+    cfg = load_config(config)
     task = task_adapter(cfg)
     model = task.build_model(cfg, device=device)
     if deploy:

@@ -19,7 +19,7 @@ from mmengine.logging import MMLogger
 from mmengine.utils import ProgressBar
 
 from mmreplk.tasks import MAX_IMAGE_PIXELS, ImageReadError, Predictor, read_image, task_adapter
-from mmreplk.utils import ConfigError, ToolError
+from mmreplk.utils import ConfigError, ToolError, require_dir, require_file
 from .config import load_config
 
 @dataclasses.dataclass
@@ -61,8 +61,7 @@ def build_predictor(cfg: Config, checkpoint: str, device: str = 'cpu',
         Predictor: The task's predictor.
     """
     task = task_adapter(cfg, 'folder-inference predictor')
-    if not os.path.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint file not found: {checkpoint}')
+    require_file(checkpoint)
     accepted = inspect.signature(task.build_predictor).parameters
     unknown = sorted(set(options) - set(accepted))
     if unknown:
@@ -119,11 +118,10 @@ def infer_folder(config: str | os.PathLike | Config,
     logger = MMLogger.get_current_instance()
     input_dir = pathlib.Path(input_dir)
     out_dir = pathlib.Path(out_dir)
-    if not input_dir.is_dir():
-        raise FileNotFoundError(f'input folder not found: {input_dir}')
+    require_dir(input_dir, 'input folder')
     if batch_size < 1:
         raise ToolError(f'batch_size must be at least 1, got {batch_size}')
-    cfg = config if isinstance(config, Config) else load_config(config)
+    cfg = load_config(config)
     predictor = build_predictor(cfg, checkpoint, device, **(predictor_options or {}))
     out_dir.mkdir(parents=True, exist_ok=True)
 

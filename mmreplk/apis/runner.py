@@ -28,9 +28,11 @@ from torch.utils.data import DataLoader
 from mmreplk.datasets.bad_samples import guard_eval_dataset, guard_train_dataset
 from mmreplk.datasets.layout import check_dataset_layout
 from mmreplk.engine import CrashSafeCheckpointHook, resolve_resume
+from mmreplk.engine.dwconv_choices import DwconvChoicesHook
 from mmreplk.engine.interrupt import ignore_stop_signals_in_worker
 from mmreplk.engine.resume import disk_full
-from mmreplk.utils import ToolError
+from mmreplk.tasks import known_warnings_filtered
+from mmreplk.utils import MissingFileError, ToolError
 
 _SYNC_NORMS = ('SyncBN', 'MMSyncBN')
 
@@ -160,8 +162,27 @@ def _process_group_scope() -> Iterator[bool]:
             gc.collect()
 
 
+def add_dwconv_choices_hook(cfg: Config) -> Config:
+    """Adds :class:`~mmreplk.engine.dwconv_choices.DwconvChoicesHook` to ``custom_hooks``
+    unless the config has one: every run keeps its depth-wise conv choices in its work dir.
+
+    Args:
+        cfg (Config): Full config (edited in place).
+
+    Returns:
+        Config: ``cfg``.
+    """
+    hooks = list(cfg.get('custom_hooks') or [])
+    name = DwconvChoicesHook.__name__
+    if not any(hook.get('type') in (name, DwconvChoicesHook) for hook in hooks):
+        hooks.append(dict(type=name))
+    cfg.custom_hooks = hooks
+    return cfg
+
+
 def build_runner(cfg: Config) -> Runner:
-    """Builds the Runner the way mmseg/mmdet tools do (``runner_type`` honoured).
+    """Builds the Runner the way mmseg/mmdet tools do (``runner_type`` honoured), with the
+    depth-wise conv choices hook (:func:`add_dwconv_choices_hook`).
 
     Args:
         cfg (Config): Full config.
@@ -169,6 +190,7 @@ def build_runner(cfg: Config) -> Runner:
     Returns:
         Runner: The runner.
     """
+    add_dwconv_choices_hook(cfg)
     visualizer = cfg.get('visualizer')
     if isinstance(visualizer, dict):
         # mmseg/mmdet name their visualizer 'visualizer', and mmengine hands back an existing
@@ -230,20 +252,21 @@ def train(cfg: Config) -> Runner:
     resolve_resume(cfg)
     with _process_group_scope() as owns_group, _full_disk_stops(cfg.get('work_dir') or '.'):
         prepare_distributed(cfg)
-        runner = build_runner(cfg)
-        hooks = [hook for hook in getattr(runner, 'hooks', [])
-                 if isinstance(hook, CrashSafeCheckpointHook)]
-        if hooks:
-            _workers_ignore_stop_signals(runner)
-        for hook in hooks:
-            hook.catch_signals()
-        try:
-            runner.train()
-        finally:
-            # A run that ends with an exception skips after_train, which gives the stop
-            # signals (SIGINT included) their previous handlers back.
+        with known_warnings_filtered(cfg):
+            runner = build_runner(cfg)
+            hooks = [hook for hook in getattr(runner, 'hooks', [])
+                     if isinstance(hook, CrashSafeCheckpointHook)]
+            if hooks:
+                _workers_ignore_stop_signals(runner)
             for hook in hooks:
-                hook.release_signals()
+                hook.catch_signals()
+            try:
+                runner.train()
+            finally:
+                # A run that ends with an exception skips after_train, which gives the stop
+                # signals (SIGINT included) their previous handlers back.
+                for hook in hooks:
+                    hook.release_signals()
         if owns_group and is_model_wrapper(runner.model):
             # The wrapper holds the group being released; the bare model stays usable.
             runner.model = runner.model.module
@@ -265,7 +288,8 @@ def test(cfg: Config) -> dict:
     cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='CheckpointCoverageHook')]
     load_from = cfg.get('load_from')
     if not load_from or ('://' not in str(load_from) and not os.path.isfile(load_from)):
-        raise ToolError(f'checkpoint file not found: {load_from}')
+        raise MissingFileError('checkpoint file', load_from)
     with _process_group_scope():
         prepare_distributed(cfg)
-        return build_runner(cfg).test()
+        with known_warnings_filtered(cfg):
+            return build_runner(cfg).test()

@@ -13,6 +13,8 @@ import os
 import os.path as osp
 from collections.abc import Iterable, Iterator, Mapping
 
+from mmreplk.utils import UserError
+
 
 @dataclasses.dataclass(frozen=True)
 class DatasetLayout:
@@ -83,7 +85,7 @@ DATASET_LAYOUTS: dict[str, DatasetLayout] = {
 _WRAPPED = ('dataset', 'datasets')
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(UserError, FileNotFoundError):
     """A dataset path is missing or empty; the message explains the expected layout."""
 
 

@@ -1,26 +1,29 @@
-"""Turning released or mmpretrain-converted RepLKNet files into clean backbone checkpoints.
+"""Turning released or mmpretrain-converted RepLKNet and UniRepLKNet files into clean backbone
+checkpoints.
 
-Key mapping is :mod:`mmreplk.utils.state_dict`'s job; this module only works out which RepLKNet
-the weights describe (from tensor shapes), checks them against that network, and writes the
-backbone weights as a ``.pth`` (``{'meta', 'state_dict'}``) or ``.safetensors`` file that
-``init_cfg=dict(type='Pretrained', checkpoint=...)`` accepts.
+Key mapping and reading the structure off the tensor shapes are the backbone's own
+(:mod:`mmreplk.models.backbones.replknet_weights`); this module checks the weights against the
+network they describe and writes the backbone weights as a ``.pth`` (``{'meta', 'state_dict'}``)
+or ``.safetensors`` file that ``init_cfg=dict(type='Pretrained', checkpoint=...)`` accepts.
 """
 from __future__ import annotations
 
 import dataclasses
-import os
-import re
 from collections.abc import Mapping
+import os
 from pathlib import Path
 
 import torch
 
-from mmreplk.models import RepLKNet
-from mmreplk.utils import (CheckpointMismatchError, import_optional, is_folded,
-                           load_checkpoint_file, match_state_dict, to_backbone_state_dict,
-                           unwrap_state_dict)
-
-_BLOCK_KEY = re.compile(r'^stages\.(\d+)\.blocks\.(\d+)\.')
+from mmreplk.models import (RepLKNet, UniRepLKNet, arch_name, infer_arch, match_state_dict,
+                            to_backbone_state_dict)
+from mmreplk.models.backbones.replknet_weights import RELEASE_PREFIXES
+from mmreplk.models.backbones.unireplknet_keys import (infer_unireplknet_arch,
+                                                       is_unireplknet_state_dict,
+                                                       match_unireplknet_state_dict,
+                                                       unireplknet_arch_name, unireplknet_roots)
+from mmreplk.utils import (CheckpointMismatchError, extract_backbone, import_optional,
+                           load_checkpoint_file, unwrap_state_dict)
 
 
 @dataclasses.dataclass
@@ -60,68 +63,6 @@ class ConversionReport:
         return '\n'.join(lines)
 
 
-def infer_arch(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:
-    """Reads the RepLKNet structure off the tensor shapes of a backbone state dict.
-
-    Args:
-        state_dict (Mapping[str, torch.Tensor]): Backbone keys (as returned by
-            :func:`mmreplk.utils.to_backbone_state_dict`).
-
-    Returns:
-        tuple[dict, dict]: The arch dict (``large_kernel_sizes``, ``layers``, ``channels``,
-        ``small_kernel``, ``dw_ratio``, ``ffn_ratio``) and the other constructor arguments it
-        implies (``in_channels``, ``deploy``, ``norm_intermediate_features``).
-    """
-    if 'stem.0.conv.weight' not in state_dict:
-        raise CheckpointMismatchError(
-            'not a RepLKNet backbone: no stem.0.conv.weight (is it a RepLKNet checkpoint? keys '
-            'start with ' + ', '.join(sorted(state_dict)[:3]) + ')')
-    deploy = is_folded(state_dict)
-    num_blocks: dict[int, int] = {}
-    for key in state_dict:
-        match = _BLOCK_KEY.match(key)
-        if match:
-            stage, block = int(match[1]), int(match[2])
-            num_blocks[stage] = max(num_blocks.get(stage, 0), block + 1)
-    if not num_blocks or sorted(num_blocks) != list(range(len(num_blocks))):
-        raise CheckpointMismatchError(f'incomplete RepLKNet checkpoint: found blocks for '
-                                      f'stages {sorted(num_blocks)}')
-    kernel_name = 'lkb_reparam.weight' if deploy else 'lkb_origin.conv.weight'
-    channels, kernels, dw_ratios, ffn_ratios = [], [], [], []
-    for stage in range(len(num_blocks)):
-        prefix = f'stages.{stage}.blocks.'
-        pw2 = _get(state_dict, prefix + '0.pw2.conv.weight')
-        ffn = _get(state_dict, prefix + '1.pw1.conv.weight')
-        channels.append(pw2.shape[0])
-        dw_ratios.append(pw2.shape[1] / pw2.shape[0])
-        ffn_ratios.append(ffn.shape[0] / ffn.shape[1])
-        kernels.append(_get(state_dict, f'{prefix}0.large_kernel.{kernel_name}').shape[-1])
-    small = state_dict.get('stages.0.blocks.0.large_kernel.small_conv.conv.weight')
-    arch = dict(large_kernel_sizes=kernels,
-                layers=[num_blocks[i] // 2 for i in range(len(num_blocks))],
-                channels=channels,
-                small_kernel=None if small is None else small.shape[-1],
-                dw_ratio=_single_ratio(dw_ratios, 'dw_ratio'),
-                ffn_ratio=_single_ratio(ffn_ratios, 'ffn_ratio'))
-    extra = dict(in_channels=state_dict['stem.0.conv.weight'].shape[1], deploy=deploy,
-                 norm_intermediate_features=any(re.match(r'stages\.\d+\.norm\.', key)
-                                                for key in state_dict))
-    return arch, extra
-
-
-def arch_name(arch: Mapping) -> str:
-    """'31B', '31L' or 'XL' when ``arch`` equals a named setting, else 'custom'.
-
-    A deploy-form file has no small kernel to read, so the small kernel is ignored when
-    ``arch['small_kernel']`` is None.
-    """
-    for name, setting in RepLKNet.arch_settings.items():
-        keys = [k for k in setting if not (k == 'small_kernel' and arch['small_kernel'] is None)]
-        if all(arch[k] == setting[k] for k in keys):
-            return name
-    return 'custom'
-
-
 def convert_checkpoint(src: str | os.PathLike,
                        dst: str | os.PathLike,
                        arch: str | dict | None = None,
@@ -132,13 +73,15 @@ def convert_checkpoint(src: str | os.PathLike,
     prefix, classifier ``norm.*``/``head.*``), mmpretrain files (``backbone.`` prefix, ``head.fc``)
     and downstream checkpoints (the backbone part is kept). Non-backbone keys are dropped and
     reported; the rest must fit a RepLKNet, or a ``CheckpointMismatchError`` names what it
-    looks like.
+    looks like. A UniRepLKNet file (the authors' ImageNet or mmseg / mmdet checkpoints) goes to
+    :func:`convert_unireplknet_state_dict`.
 
     Args:
         src (str | os.PathLike): Source checkpoint, read under the package's trust policy.
         dst (str | os.PathLike): Output path.
-        arch (str | dict, optional): Check against this arch ('31B', '31L', 'XL' or a dict);
-            None uses the structure read off the file. Defaults to None.
+        arch (str | dict, optional): Check against this arch ('31B', '31L', 'XL' or a dict;
+            'A' .. 'XL' for a UniRepLKNet); None uses the structure read off the file.
+            Defaults to None.
         safetensors (bool): Write safetensors (needs the ``safetensors`` package) instead of a
             torch pickle. Defaults to False.
 
@@ -146,7 +89,13 @@ def convert_checkpoint(src: str | os.PathLike,
         ConversionReport: The arch found, tensors written, dropped and missing keys.
     """
     src = os.fspath(src)
-    backbone, dropped = to_backbone_state_dict(unwrap_state_dict(load_checkpoint_file(src)))
+    state_dict = unwrap_state_dict(load_checkpoint_file(src))
+    if is_unireplknet_state_dict(state_dict):
+        return convert_unireplknet_state_dict(state_dict, src, dst, arch, safetensors)
+    if isinstance(arch, str) and arch not in RepLKNet.arch_settings:
+        raise CheckpointMismatchError(f'{src} holds a RepLKNet; --arch {arch} is not one of '
+                                      f'{list(RepLKNet.arch_settings)}')
+    backbone, dropped = to_backbone_state_dict(state_dict)
     found, extra = infer_arch(backbone)
     model = RepLKNet(arch=found if arch is None else arch, drop_path_rate=0., **extra)
     report = match_state_dict(model, backbone, src)
@@ -174,15 +123,58 @@ def _save_safetensors(weights: dict[str, torch.Tensor], dst: Path, metadata: dic
     safetensors_torch.save_file(weights, os.fspath(dst), metadata={'format': 'pt', **metadata})
 
 
-def _get(state_dict: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
-    if key not in state_dict:
-        raise CheckpointMismatchError(f'incomplete RepLKNet checkpoint: {key} is missing')
-    return state_dict[key]
+@dataclasses.dataclass
+class UniRepLKNetConversionReport(ConversionReport):
+    """What :func:`convert_unireplknet_state_dict` found and wrote (``arch`` is 'A' .. 'XL' or
+    'custom'; ``norm_intermediate_features`` is always False, UniRepLKNet has none)."""
+
+    def summary(self) -> str:
+        """Human-readable report."""
+        form = 'deploy (re-parameterized)' if self.deploy else 'training'
+        lines = [f'UniRepLKNet-{self.arch} backbone, {form} form; wrote {self.num_tensors} '
+                 f'tensors to {self.dst}']
+        for name, keys in (('dropped', self.dropped), ('missing', self.missing)):
+            if keys:
+                shown = ', '.join(keys[:8]) + (f', ... ({len(keys) - 8} more)'
+                                               if len(keys) > 8 else '')
+                lines.append(f'  {name} {len(keys)} keys: {shown}')
+        return '\n'.join(lines)
 
 
-def _single_ratio(ratios: list[float], name: str) -> float:
-    if len(set(ratios)) != 1:
-        raise CheckpointMismatchError(f'stages use different {name} values {ratios}; RepLKNet '
-                                      'has one')
-    ratio = ratios[0]
-    return int(ratio) if ratio == int(ratio) else ratio
+def convert_unireplknet_state_dict(state_dict: Mapping[str, torch.Tensor], src: str,
+                                   dst: str | os.PathLike, arch: str | dict | None = None,
+                                   safetensors: bool = False) -> UniRepLKNetConversionReport:
+    """Writes the UniRepLKNet backbone weights of an unwrapped state dict, checked.
+
+    Args:
+        state_dict (Mapping[str, torch.Tensor]): The file's weights (wrappers removed).
+        src (str): Where they came from, for messages and the written meta.
+        dst (str | os.PathLike): Output path.
+        arch (str | dict, optional): Check against this arch ('A' .. 'XL' or a dict); None uses
+            the structure read off the file. Defaults to None.
+        safetensors (bool): Write safetensors instead of a torch pickle. Defaults to False.
+
+    Returns:
+        UniRepLKNetConversionReport: The arch found, tensors written, dropped and missing keys.
+    """
+    backbone, dropped = extract_backbone(state_dict, unireplknet_roots(), RELEASE_PREFIXES)
+    found, extra = infer_unireplknet_arch(backbone)
+    if isinstance(arch, str) and arch not in UniRepLKNet.arch_settings:
+        raise CheckpointMismatchError(f'{src} holds a UniRepLKNet; --arch {arch} is not one of '
+                                      f'{list(UniRepLKNet.arch_settings)}')
+    model = UniRepLKNet(arch=found if arch is None else arch, **extra)
+    report = match_unireplknet_state_dict(model, backbone, src)
+    weights = {key: backbone[key].contiguous() for key in report.loaded}
+    name = unireplknet_arch_name(model.arch_setting, UniRepLKNet.arch_settings)
+    setting = {key: [list(v) for v in value] if key == 'kernel_sizes' else list(value)
+               for key, value in model.arch_setting.items()}
+
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if safetensors:
+        _save_safetensors(weights, dst, dict(arch=name, source=os.path.basename(src)))
+    else:
+        meta = dict(arch=name, arch_setting=setting, source=os.path.basename(src), **extra)
+        torch.save(dict(meta=meta, state_dict=weights), dst)
+    return UniRepLKNetConversionReport(dst, name, setting, extra['deploy'], False, len(weights),
+                                       dropped + report.dropped, report.missing)

@@ -13,9 +13,10 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
+from mmreplk.apis import load_config
 from mmreplk.models import reparameterize
-from mmreplk.tasks import max_differences, synthetic_image, task_adapter
-from mmreplk.utils import ToolError, import_optional, is_folded, read_state_dict
+from mmreplk.tasks import DEPLOY_FROM_CHECKPOINT, max_differences, synthetic_image, task_adapter
+from mmreplk.utils import ToolError, import_optional
 
 #: onnxruntime output must match PyTorch within this fraction of the largest output magnitude.
 DEFAULT_RTOL = 1e-4
@@ -30,8 +31,8 @@ class MatmulAdaptiveAvgPool2d(nn.Module):
 
     The ONNX exporter turns ``AdaptiveAvgPool2d`` into a fixed pooling window, which it can only
     do when the output size divides the input size; UperNet's pyramid pooling (scales 1, 2, 3, 6)
-    on a 16x16 map (512x512 image) does not. With the image size fixed at export time, the
-    pooling matrices are constants of the graph.
+    on a 16x16 map (512x512 image) does not. The pooling matrices are built from tensor ops on
+    the input's size, so the tracer records them instead of reading the size as a Python value.
 
     Args:
         output_size (int | tuple): As for ``nn.AdaptiveAvgPool2d`` (None keeps that side).
@@ -44,19 +45,24 @@ class MatmulAdaptiveAvgPool2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = self.output_size
         out_h, out_w = (size, size) if isinstance(size, int) else size
-        height, width = int(x.shape[2]), int(x.shape[3])
+        height, width = x.shape[2], x.shape[3]
         rows = _pooling_matrix(height, height if out_h is None else out_h, x)
         cols = _pooling_matrix(width, width if out_w is None else out_w, x)
         return rows @ x @ cols.t()
 
 
-def _pooling_matrix(size: int, bins: int, like: torch.Tensor) -> torch.Tensor:
-    """(bins, size) matrix whose rows average PyTorch's adaptive-pooling windows."""
-    matrix = torch.zeros(bins, size, dtype=like.dtype, device=like.device)
-    for i in range(bins):
-        start, end = i * size // bins, -(-(i + 1) * size // bins)
-        matrix[i, start:end] = 1.0 / (end - start)
-    return matrix
+def _pooling_matrix(size: int | torch.Tensor, bins: int | torch.Tensor,
+                    like: torch.Tensor) -> torch.Tensor:
+    """(bins, size) matrix whose rows average PyTorch's adaptive-pooling windows.
+
+    Window i covers ``[floor(i * size / bins), ceil((i + 1) * size / bins))``.
+    """
+    index = torch.arange(bins, device=like.device)
+    start = torch.div(index * size, bins, rounding_mode='floor')
+    end = -torch.div(-(index + 1) * size, bins, rounding_mode='floor')
+    columns = torch.arange(size, device=like.device)
+    inside = (columns[None] >= start[:, None]) & (columns[None] < end[:, None])
+    return inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)
 
 
 def make_pooling_exportable(model: nn.Module) -> nn.Module:
@@ -124,13 +130,10 @@ def export_onnx(config: str | os.PathLike | Config,
     Returns:
         ExportResult: The file and, with ``check``, the measured difference.
     """
-    cfg = config if isinstance(config, Config) else Config.fromfile(os.fspath(config))
+    cfg = load_config(config)
     task = task_adapter(cfg)
-    # Only the file's form decides whether to fold: a folded file is loaded as it is.
-    folded = is_folded(read_state_dict(checkpoint)[0])
-    model = task.build_model(cfg, checkpoint, deploy=True if folded else None)
-    if not folded:
-        reparameterize(model)
+    # A folded file is loaded as it is (folding it again changes nothing); a trained one folded.
+    model = reparameterize(task.build_model(cfg, checkpoint, deploy=DEPLOY_FROM_CHECKPOINT))
     wrapper = task.export_graph(make_pooling_exportable(model)).eval()
 
     height, width = shape

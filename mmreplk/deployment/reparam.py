@@ -11,9 +11,10 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 
-from mmreplk.models import reparameterize
+from mmreplk.apis import load_config
+from mmreplk.models import is_folded, reparameterize
 from mmreplk.tasks import max_differences, read_image, task_adapter
-from mmreplk.utils import ConfigError, is_folded, load_weights, read_state_dict
+from mmreplk.utils import ConfigError, load_weights, read_state_dict
 
 
 @dataclasses.dataclass
@@ -69,7 +70,7 @@ def reparameterize_checkpoint(config: str | os.PathLike | Config,
         ReparamResult: The output path and, with ``verify_image``, the differences.
     """
     logger = MMLogger.get_current_instance()
-    cfg = config if isinstance(config, Config) else Config.fromfile(os.fspath(config))
+    cfg = load_config(config)
     task = task_adapter(cfg)
     image = verify_image
     if isinstance(image, (str, os.PathLike)):
@@ -77,8 +78,9 @@ def reparameterize_checkpoint(config: str | os.PathLike | Config,
 
     state_dict, meta = read_state_dict(checkpoint)
     if is_folded(state_dict):
-        raise ConfigError(f'{checkpoint} is already re-parameterized (it holds lkb_reparam '
-                          'weights); load it with --cfg-options model.backbone.deploy=True')
+        raise ConfigError(f'{checkpoint} is already re-parameterized (it holds folded '
+                          'lkb_reparam or pwconv2 bias weights); load it with --cfg-options '
+                          'model.backbone.deploy=True')
     model = task.build_model(cfg)
     load_weights(model, state_dict, 'exact', os.fspath(checkpoint))
     reference = copy.deepcopy(model) if image is not None else None

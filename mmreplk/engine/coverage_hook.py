@@ -8,7 +8,7 @@ from mmengine.hooks import Hook
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import HOOKS
 
-from ..utils import ToolError, is_folded, load_weights, unwrap_state_dict
+from ..utils import DDP_PREFIX, ToolError, load_weights, strip_prefixes, unwrap_state_dict
 
 
 class CheckpointCoverageError(ToolError):
@@ -40,7 +40,7 @@ def check_state_dict_covers(model: torch.nn.Module, checkpoint: Mapping,
     if is_model_wrapper(model) or isinstance(model, BaseTTAModel):
         model = model.module
     # mmengine's own loading strips the same prefix (its revise_keys default).
-    state_dict = {key.removeprefix('module.'): value
+    state_dict = {strip_prefixes(key, (DDP_PREFIX,)): value
                   for key, value in unwrap_state_dict(checkpoint).items()}
     report = load_weights(model, state_dict, 'lenient', source=source)
     own = list(model.state_dict())
@@ -49,12 +49,11 @@ def check_state_dict_covers(model: torch.nn.Module, checkpoint: Mapping,
     share = len(report.loaded) / len(own)
     loaded = set(report.loaded)
     missing = [key for key in own if key not in loaded]
-    folded = ' (it holds a folded RepLKNet)' if is_folded(state_dict) else ''
     shown = ', '.join(missing[:5]) + (f', ... ({len(missing) - 5} more)' if len(missing) > 5
                                       else '')
     raise CheckpointCoverageError(
         f'{source} covers {share:.0%} of the model\'s tensors ({len(report.loaded)} of '
-        f'{len(own)}){folded}; the metrics would be those of partly random weights. Not loaded: '
+        f'{len(own)}); the metrics would be those of partly random weights. Not loaded: '
         f'{shown}. Evaluate the checkpoint trained with this config, or one converted to its '
         f'names.')
 

@@ -18,15 +18,18 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.dist import get_world_size
 
+from ..utils.errors import UserError
+
 #: The signals that stop a run after its current iteration.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
-class TrainingInterrupted(Exception):
+class TrainingInterrupted(UserError):
     """Training stopped on a signal after an iteration, with a checkpoint of it when possible.
 
-    Not a user error: the training tool logs one line (the checkpoint and the command that
-    resumes from it) and exits with :attr:`exit_status`.
+    A user error whose exit status says "interrupted": the command-line layer
+    (:func:`mmreplk.apis.resume_hint.resume_hints`) logs one line (the checkpoint and the command
+    that resumes from it) and exits with :attr:`exit_status` instead of 1.
 
     Args:
         signum (int): The signal.

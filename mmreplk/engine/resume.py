@@ -40,7 +40,8 @@ from mmengine.config import Config
 from mmengine.dist import get_rank, is_distributed
 from mmengine.logging import print_log
 
-from ..utils.checkpoint import compressed_record
+from mmreplk.utils import UserError
+from mmreplk.utils.checkpoint import compressed_record
 
 #: Name of the file in the work dir that names the newest checkpoint (written by mmengine).
 POINTER_NAME = 'last_checkpoint'
@@ -56,14 +57,14 @@ _POINTER_MAX_BYTES = 4096
 _CRC_CHUNK = 1 << 20
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint problem the user can act on; the message says what happened and what to do.
 
     The tools print it without a traceback (it is one of ``mmreplk.apis.USER_ERRORS``).
     """
 
 
-class ResumableError(Exception):
+class ResumableError(UserError):
     """Mixin of an error after which the run can go on from a checkpoint.
 
     The message ends with how to do so: :attr:`command`, which the command-line layer fills in

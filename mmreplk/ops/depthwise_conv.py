@@ -121,6 +121,10 @@ def depthwise_conv2d(x: torch.Tensor,
         equal to ``F.conv2d(x, weight, bias, padding=K // 2, groups=C)``.
     """
     channels, per_group, kh, kw = weight.shape
+    if torch.jit.is_tracing():
+        # A traced graph (ONNX export) must consist of standard ops; F.conv2d checks the shapes
+        # (checking them here would turn traced sizes into Python values: TracerWarnings).
+        return F.conv2d(x, weight, bias, padding=kh // 2, groups=channels)
     if per_group != 1 or kh != kw or kh % 2 == 0:
         raise ValueError('depthwise_conv2d expects a (C, 1, K, K) kernel with odd K, '
                          f'got weight of shape {tuple(weight.shape)}')
@@ -128,9 +132,6 @@ def depthwise_conv2d(x: torch.Tensor,
         raise ValueError(f'depthwise_conv2d expects input (N, {channels}, H, W), '
                          f'got {tuple(x.shape)}')
     _check_impl(impl)
-    if torch.jit.is_tracing():
-        # A traced graph (ONNX export) must consist of standard ops.
-        return F.conv2d(x, weight, bias, padding=kh // 2, groups=channels)
     if torch.is_autocast_enabled(x.device.type):
         # Custom ops are outside autocast's op lists: mirror what it does for F.conv2d.
         dtype = torch.get_autocast_dtype(x.device.type)

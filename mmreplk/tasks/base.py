@@ -12,10 +12,12 @@ here once (:meth:`TaskAdapter.build_model`) and not overridden.
 from __future__ import annotations
 
 import abc
+import contextlib
 import copy
 import os
 import pathlib
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -26,10 +28,14 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import DATASETS, MODELS, Registry, init_default_scope
 from torch import nn
 
+from mmreplk.models import is_folded
 from mmreplk.utils import ConfigError, load_weights, read_state_dict
 
 #: Task adapters by config ``default_scope``.
 TASK_ADAPTERS = Registry('task adapter')
+
+#: ``deploy`` value of :meth:`TaskAdapter.build_model`: the checkpoint's form decides.
+DEPLOY_FROM_CHECKPOINT = 'checkpoint'
 
 
 class Predictor(abc.ABC):
@@ -86,6 +92,19 @@ class InferencePath(NamedTuple):
     excluded: tuple[str, ...] = ()
 
 
+class KnownWarning(NamedTuple):
+    """An upstream warning that is harmless where this package triggers it.
+
+    Args:
+        message (str): Regular expression matching the start of the message.
+        module (str): Regular expression matching the module that warns.
+        category (type[Warning]): Its class. Defaults to ``UserWarning``.
+    """
+    message: str
+    module: str
+    category: type[Warning] = UserWarning
+
+
 class TaskAdapter:
     """What one task (a config ``default_scope``) does its own way.
 
@@ -98,6 +117,9 @@ class TaskAdapter:
 
     #: The task in words, for messages.
     task: str = 'custom'
+    #: Upstream warnings this task's library raises on every run although nothing is wrong;
+    #: :meth:`known_warnings_filtered` silences them around the calls that raise them.
+    known_warnings: tuple[KnownWarning, ...] = ()
 
     def __init__(self, scope: str) -> None:
         self.scope = scope
@@ -106,10 +128,18 @@ class TaskAdapter:
         return ConfigError(f'{what} is not available for {self.task} configs '
                            f'(default_scope {self.scope!r})')
 
+    @contextlib.contextmanager
+    def known_warnings_filtered(self) -> Iterator[None]:
+        """Within this context, the task's :attr:`known_warnings` are not shown."""
+        with warnings.catch_warnings():
+            for known in self.known_warnings:
+                warnings.filterwarnings('ignore', known.message, known.category, known.module)
+            yield
+
     # -- model building: one way for every task --------------------------------------------
 
     def build_model(self, cfg: Config, checkpoint: str | os.PathLike | None = None,
-                    deploy: bool | None = None, device: str | torch.device = 'cpu',
+                    deploy: bool | str | None = None, device: str | torch.device = 'cpu',
                     strict: str = 'exact') -> nn.Module:
         """Builds the config's model in eval mode with plain BatchNorm, optionally with weights.
 
@@ -121,8 +151,9 @@ class TaskAdapter:
             cfg (Config): The task's config.
             checkpoint (str | os.PathLike, optional): Whole-model weights, read under the trust
                 policy and loaded in ``strict`` mode. Defaults to None.
-            deploy (bool, optional): Sets ``model.backbone.deploy``; None keeps the config's
-                value. Defaults to None.
+            deploy (bool | str, optional): Sets ``model.backbone.deploy``; None keeps the
+                config's value; :data:`DEPLOY_FROM_CHECKPOINT` builds the form the checkpoint
+                holds (folded or not). Defaults to None.
             device (str | torch.device): Where to put the model. Defaults to 'cpu'.
             strict (str): Mode of :func:`~mmreplk.utils.load_weights`. Defaults to 'exact'.
 
@@ -130,19 +161,25 @@ class TaskAdapter:
             nn.Module: The model.
         """
         init_default_scope(self.scope)
+        weights = None if checkpoint is None else read_state_dict(checkpoint)
+        if deploy == DEPLOY_FROM_CHECKPOINT:
+            if weights is None:
+                raise ValueError(f'deploy={DEPLOY_FROM_CHECKPOINT!r} needs a checkpoint')
+            deploy = is_folded(weights[0])
         model_cfg = copy.deepcopy(cfg.model)
         if deploy is not None:
             model_cfg.backbone.deploy = deploy
         try:
-            model = MODELS.build(model_cfg)
+            with self.known_warnings_filtered():
+                model = MODELS.build(model_cfg)
         except TypeError as err:
             if deploy and 'deploy' in str(err):
                 raise ConfigError(f'backbone {model_cfg.backbone.get("type")!r} has no deploy '
                                   'form; re-parameterization needs a RepLKNet backbone') from None
             raise
         model = revert_sync_batchnorm(model)
-        if checkpoint is not None:
-            state_dict, meta = read_state_dict(checkpoint)
+        if weights is not None:
+            state_dict, meta = weights
             report = load_weights(model, state_dict, strict, os.fspath(checkpoint))
             if report.missing or report.dropped:
                 MMLogger.get_current_instance().warning(report.summary())
@@ -164,7 +201,8 @@ class TaskAdapter:
         if not meta:
             dataset_cfg = copy.deepcopy(cfg.test_dataloader.dataset)
             dataset_cfg['lazy_init'] = True
-            meta = DATASETS.build(dataset_cfg).metainfo
+            with self.known_warnings_filtered():
+                meta = DATASETS.build(dataset_cfg).metainfo
         return {key.lower(): value for key, value in meta.items()}
 
     # -- capabilities each task provides -------------------------------------------------------
@@ -291,6 +329,23 @@ def visualization_hook(cfg: Config, hook_type: str) -> ConfigDict:
 def as_list(entry: Mapping | Sequence) -> list:
     """A config entry that may be a dict or a list of dicts (``test_evaluator``), as a list."""
     return list(entry) if isinstance(entry, (list, tuple)) else [entry]
+
+
+def known_warnings_filtered(cfg: Config) -> contextlib.AbstractContextManager:
+    """:meth:`TaskAdapter.known_warnings_filtered` of the config's task, for code that runs any
+    config (a scope without an adapter filters nothing).
+
+    Args:
+        cfg (Config): A config.
+
+    Returns:
+        contextlib.AbstractContextManager: The context.
+    """
+    scope = cfg.get('default_scope')
+    adapter_cls = TASK_ADAPTERS.get(scope) if isinstance(scope, str) else None
+    if adapter_cls is None:
+        return contextlib.nullcontext()
+    return adapter_cls(scope).known_warnings_filtered()
 
 
 def task_adapter(config: Config | str, needed_for: str = 'task adapter') -> TaskAdapter:

@@ -22,8 +22,8 @@ from mmengine.dataset import Compose, pseudo_collate
 from torch import nn
 
 from mmreplk.utils import ConfigError
-from .base import (TASK_ADAPTERS, InferencePath, Predictor, TaskAdapter, as_list, task_adapter,
-                   visualization_hook)
+from .base import (TASK_ADAPTERS, InferencePath, KnownWarning, Predictor, TaskAdapter, as_list,
+                   task_adapter, visualization_hook)
 
 #: Suffixes appended to the output stem.
 VIS_SUFFIX = '_det.png'
@@ -41,6 +41,11 @@ class DetectionTask(TaskAdapter):
     """Detectors (e.g. Cascade Mask R-CNN): boxes, scores, labels and masks out."""
 
     task = 'detection'
+    known_warnings = (
+        # mmdet 3.3.0 pastes instance masks with tensor.new_tensor(tensor), which torch advises
+        # against (it copies, which is what mmdet wants); raised once per image with masks.
+        KnownWarning('To copy construct from a tensor', r'mmdet\.models\.roi_heads'),
+    )
 
     def build_predictor(self, cfg: Config, checkpoint: str, device: str,
                         score_thr: float = 0.3) -> DetPredictor:
@@ -155,9 +160,9 @@ class DetPredictor(Predictor):
         super().__init__(cfg, checkpoint, device)
         from mmdet.visualization import DetLocalVisualizer
         self.score_thr = score_thr
-        task = task_adapter(cfg)
-        self.model = task.build_model(cfg, checkpoint, device=device, strict='lenient')
-        self.dataset_meta = task.dataset_meta(cfg, self.model)
+        self.task = task_adapter(cfg)
+        self.model = self.task.build_model(cfg, checkpoint, device=device, strict='lenient')
+        self.dataset_meta = self.task.dataset_meta(cfg, self.model)
         # mmdet's seeded 'random' palette, as its own inference API uses for classes without one.
         self.dataset_meta.setdefault('palette', 'random')
         self.pipeline = Compose(detection_test_pipeline(cfg))
@@ -182,7 +187,7 @@ class DetPredictor(Predictor):
         """
         batch = pseudo_collate([self.pipeline(dict(img=image, img_id=i))
                                 for i, image in enumerate(images)])
-        with torch.no_grad():
+        with torch.no_grad(), self.task.known_warnings_filtered():
             results = self.model.test_step(batch)
         return [result.cpu() for result in results]
 

@@ -10,8 +10,10 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from mmreplk.utils import UserError
 
-class ImageReadError(ValueError):
+
+class ImageReadError(UserError, ValueError):
     """A file could not be decoded as an image; the message says why."""
 
 

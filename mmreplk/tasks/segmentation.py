@@ -17,8 +17,8 @@ from mmengine.dataset import Compose
 from torch import nn
 
 from mmreplk.utils import ConfigError
-from .base import (TASK_ADAPTERS, InferencePath, Predictor, TaskAdapter, as_list, task_adapter,
-                   visualization_hook)
+from .base import (TASK_ADAPTERS, InferencePath, KnownWarning, Predictor, TaskAdapter, as_list,
+                   task_adapter, visualization_hook)
 from .model_io import input_normalization
 
 _OVERLAY_ALPHA = 0.5
@@ -29,6 +29,15 @@ class SegmentationTask(TaskAdapter):
     """Segmentors (e.g. UperNet): logits in, class maps out."""
 
     task = 'segmentation'
+    known_warnings = (
+        # mmseg 1.2.2's own decode heads build their losses through its deprecated helper.
+        KnownWarning('``build_loss`` would be deprecated', r'mmseg\.models\.builder'),
+        # The recipes keep mmseg's default on purpose (the loss averaged over all pixels, as
+        # mmseg 0.x computed it); the warning only says that PyTorch's cross_entropy differs.
+        KnownWarning('Default ``avg_non_ignore`` is False', r'mmseg\.models\.losses'),
+        # Raised for any reduce_zero_label argument, also the dataset-level one mmseg asks for.
+        KnownWarning('`reduce_zero_label` will be deprecated', r'mmseg\.datasets'),
+    )
 
     def build_predictor(self, cfg: Config, checkpoint: str, device: str) -> SegPredictor:
         return SegPredictor(cfg, checkpoint, device)

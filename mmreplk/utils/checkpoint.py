@@ -30,7 +30,7 @@ import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from .errors import ToolError, import_optional
+from .errors import MissingFileError, ToolError, UserError, import_optional
 
 TRUST_HINT = ('If you trust this file, load it with --trust-checkpoint (tools) or inside '
               '`with mmreplk.utils.trusted_checkpoints():` (code); that runs any code it contains.')
@@ -66,7 +66,7 @@ RUNNER_CHECKPOINT_GLOBALS = [HistoryBuffer, *_numpy_globals(),
 _trust_all: contextvars.ContextVar[bool] = contextvars.ContextVar('mmreplk_trust_all', default=False)
 
 
-class UntrustedCheckpointError(RuntimeError):
+class UntrustedCheckpointError(UserError, RuntimeError):
     """A checkpoint needs arbitrary unpickling, which is refused unless explicitly trusted."""
 
 
@@ -139,13 +139,13 @@ def load_checkpoint_file(filename: str | os.PathLike,
         object: What was saved, usually a dict.
 
     Raises:
-        FileNotFoundError: The file does not exist.
+        MissingFileError: The file does not exist (a ``FileNotFoundError``).
         UntrustedCheckpointError: The file needs arbitrary unpickling and is not trusted.
         CompressedCheckpointError: The file holds a compressed record.
     """
     filename = os.fspath(filename)
     if not os.path.isfile(filename):
-        raise FileNotFoundError(f'checkpoint file not found: {filename}')
+        raise MissingFileError('checkpoint file', filename)
     if filename.endswith('.safetensors'):
         return _load_safetensors(filename, map_location)
     refuse_compressed(filename)

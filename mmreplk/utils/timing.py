@@ -1,5 +1,12 @@
 """The one timing harness of the package: every benchmark and the depth-wise conv dispatcher's
-measurements read the clock through :func:`time_round_robin`."""
+measurements read the clock here.
+
+A measurement is :func:`time_call` (one run of some work) or :func:`time_round_robin` (several
+forms interleaved). Without an injected clock, CUDA work is timed with CUDA events on the
+current stream (the GPU's own clock: the host's launch overhead and Python's time are left out)
+and CPU work with :func:`time.perf_counter`. Tests inject a :data:`Clock` (any callable returning
+seconds) so that what is "slow" is decided by the test, not by a loaded machine.
+"""
 from __future__ import annotations
 
 import platform
@@ -8,6 +15,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
+
+#: A clock: seconds since any fixed point.
+Clock = Callable[[], float]
+
+
+def now() -> float:
+    """The host's monotonic clock in seconds (for durations on the host, e.g. measuring cost)."""
+    return time.perf_counter()
 
 
 def synchronize(device: str | torch.device) -> None:
@@ -21,17 +36,53 @@ def synchronize(device: str | torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def time_call(work: Callable[[], object], device: str | torch.device,
+              clock: Clock | None = None) -> float:
+    """Seconds one call of ``work`` takes on ``device``; its queued work has finished on return.
+
+    The device is drained before the call, so earlier work is not counted, and after it, so an
+    asynchronous error (e.g. a CUDA illegal address) is raised here, in the call that caused it.
+
+    Args:
+        work (Callable[[], object]): The work to time.
+        device (str | torch.device): Device the work runs on.
+        clock (Clock, optional): Clock to read before and after. Defaults to CUDA events on
+            a CUDA device and :func:`now` elsewhere.
+
+    Returns:
+        float: Seconds.
+    """
+    device = torch.device(device)
+    synchronize(device)
+    if clock is None and device.type == 'cuda':
+        with torch.cuda.device(device):
+            start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+            start.record()
+            work()
+            end.record()
+        end.synchronize()
+        synchronize(device)  # work on other streams of the device, too
+        return start.elapsed_time(end) / 1e3
+    clock = clock or now
+    begin = clock()
+    work()
+    synchronize(device)
+    return clock() - begin
+
+
 def time_round_robin(forms: Mapping[str, Callable[[], object]], device: str | torch.device,
-                     warmup: int = 2, runs: int = 5) -> dict[str, list[float]]:
+                     warmup: int = 2, runs: int = 5,
+                     clock: Clock | None = None) -> dict[str, list[float]]:
     """Times callables in interleaved rounds after ``warmup`` untimed rounds.
 
     Interleaving makes a load change on a shared machine hit every form alike.
 
     Args:
         forms (Mapping[str, Callable[[], object]]): Name -> work to time.
-        device (str | torch.device): Device to synchronize before reading the clock.
+        device (str | torch.device): Device the work runs on.
         warmup (int): Untimed rounds. Defaults to 2.
         runs (int): Timed rounds. Defaults to 5.
+        clock (Clock, optional): See :func:`time_call`. Defaults to None.
 
     Returns:
         dict[str, list[float]]: Seconds of each timed run per form.
@@ -44,11 +95,7 @@ def time_round_robin(forms: Mapping[str, Callable[[], object]], device: str | to
     seconds: dict[str, list[float]] = {name: [] for name in forms}
     for _ in range(runs):
         for name, work in forms.items():
-            synchronize(device)
-            start = time.perf_counter()
-            work()
-            synchronize(device)
-            seconds[name].append(time.perf_counter() - start)
+            seconds[name].append(time_call(work, device, clock))
     return seconds
 
 

@@ -14,8 +14,10 @@ fit must be, named by a :data:`STRICTNESS` mode:
 * ``'lenient'``: whatever fits by name and shape is loaded, the rest is reported (mmengine's
   ``load_checkpoint(strict=False)``, which folder inference has always used).
 
-A re-parameterized (deploy-form) file is recognised in one place, :func:`is_folded`, and every
-mode names a training/deploy mismatch as such.
+A module with a deploy (re-parameterized) form names the state-dict keys only that form has in
+a ``deploy_only_keys`` class attribute (:data:`DEPLOY_ONLY_ATTR`); every mode reads them off the
+module it loads into and names a training/deploy mismatch as such. This layer knows no model:
+key names, arch tables and prefixes of released files live beside each backbone.
 """
 from __future__ import annotations
 
@@ -24,33 +26,38 @@ import os
 from collections.abc import Mapping
 
 import torch
+from mmengine.logging import MMLogger
 from torch import nn
 
 from .checkpoint import load_checkpoint_file
+from .errors import UserError
+from .keys import DDP_PREFIX, holds_keys_ending, strip_prefixes
 
 #: Strictness modes of :func:`load_weights`, from strictest to most lenient.
 STRICTNESS = ('exact', 'complete', 'partial', 'lenient')
 
-#: Key fragment that only a folded (deploy-form) RepLKNet large-kernel conv has.
-FOLDED_KEY = 'lkb_reparam'
+#: Class attribute of a module with a deploy form: key endings (relative to the module) that only
+#: its deploy form has, e.g. ``('fused.weight',)``.
+DEPLOY_ONLY_ATTR = 'deploy_only_keys'
 
 _WRAPPERS = ('state_dict', 'model', 'module')
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError, ValueError):
     """A file's weights do not fit the module they are loaded into, or it holds no weights."""
 
 
-def is_folded(state_dict: Mapping[str, torch.Tensor]) -> bool:
-    """Whether a state dict holds a re-parameterized (deploy-form) RepLKNet.
+def deploy_only_keys(module: nn.Module) -> set[str]:
+    """The key endings that only the deploy form of ``module`` or one of its children has.
 
     Args:
-        state_dict (Mapping[str, torch.Tensor]): Weights, or a module's own ``state_dict()``.
+        module (nn.Module): Any module; children declare them by :data:`DEPLOY_ONLY_ATTR`.
 
     Returns:
-        bool: True if any key belongs to a folded large-kernel conv.
+        set[str]: The endings (empty if nothing in ``module`` has a deploy form).
     """
-    return any(FOLDED_KEY in key for key in state_dict)
+    return {ending for child in module.modules()
+            for ending in getattr(type(child), DEPLOY_ONLY_ATTR, ())}
 
 
 def unwrap_state_dict(obj: object) -> dict[str, torch.Tensor]:
@@ -89,9 +96,35 @@ def read_state_dict(checkpoint: str | os.PathLike) -> tuple[dict[str, torch.Tens
     """
     obj = load_checkpoint_file(checkpoint)
     meta = obj.get('meta') if isinstance(obj, Mapping) else None
-    state_dict = {key.removeprefix('module.'): value
+    state_dict = {strip_prefixes(key, (DDP_PREFIX,)): value
                   for key, value in unwrap_state_dict(obj).items()}
+    state_dict, copies = drop_legacy_ema_copies(state_dict)
+    if copies:
+        MMLogger.get_current_instance().info(
+            f'{checkpoint}: ignored {len(copies)} ema_* copies that mmcv 1.x\'s EMAHook saved '
+            'beside the parameters (the parameters already hold the averaged weights)')
     return state_dict, dict(meta) if isinstance(meta, Mapping) else {}
+
+
+def drop_legacy_ema_copies(
+        state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Removes the ``ema_<name with _ for .>`` buffers of mmcv 1.x's EMAHook (mmdet 2.x's
+    ``ExpMomentumEMAHook``, used by some released detectors).
+
+    That hook swaps the averaged weights into the parameters before a checkpoint is saved, so
+    the parameters are the weights to evaluate and the ``ema_*`` entries are the raw ones.
+
+    Args:
+        state_dict (Mapping[str, torch.Tensor]): Weights as saved.
+
+    Returns:
+        tuple[dict, list[str]]: The weights without the copies, and the keys removed.
+    """
+    flattened = {key.replace('.', '_') for key in state_dict if not key.startswith('ema_')}
+    copies = [key for key in state_dict
+              if key.startswith('ema_') and key.removeprefix('ema_') in flattened]
+    removed = set(copies)
+    return {key: value for key, value in state_dict.items() if key not in removed}, copies
 
 
 @dataclasses.dataclass
@@ -103,13 +136,13 @@ class LoadReport:
         loaded (list[str]): Keys loaded.
         missing (list[str]): Keys of the module the file lacks (left as they were).
         dropped (list[str]): Keys of the file that were not loaded.
-        target (str): What was loaded into, for the summary. Defaults to 'RepLKNet'.
+        target (str): What was loaded into, for the summary. Defaults to 'model'.
     """
     filename: str
     loaded: list[str]
     missing: list[str]
     dropped: list[str]
-    target: str = 'RepLKNet'
+    target: str = 'model'
 
     def summary(self) -> str:
         """Human-readable report."""
@@ -129,15 +162,17 @@ def abbreviate(keys: list[str], limit: int = 8) -> str:
     return shown + (f', ... ({len(keys) - limit} more)' if len(keys) > limit else '')
 
 
-def _fold_mismatch(state_dict: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor],
+def _fold_mismatch(state_dict: Mapping[str, torch.Tensor], module: nn.Module,
                    source: str) -> str | None:
-    if is_folded(state_dict) == is_folded(own):
+    endings = deploy_only_keys(module)
+    folded = holds_keys_ending(state_dict, endings)
+    if not endings or folded == holds_keys_ending(module.state_dict(), endings):
         return None
-    if is_folded(state_dict):
-        return (f'{source} holds a deploy (folded)-form RepLKNet but the model is in training '
+    if folded:
+        return (f'{source} holds a deploy (folded)-form model but the model is in training '
                 'form: build it with deploy=True (for a config: --cfg-options '
                 'model.backbone.deploy=True)')
-    return (f'{source} holds a training-form RepLKNet but the model is folded: build it with '
+    return (f'{source} holds a training-form model but the model is folded: build it with '
             'deploy=False (drop model.backbone.deploy=True)')
 
 
@@ -169,7 +204,7 @@ def load_weights(module: nn.Module, state_dict: Mapping[str, torch.Tensor], stri
                    for key, value in state_dict.items()
                    if key in own and own[key].shape != value.shape]
     loaded = [key for key in state_dict if key in own and own[key].shape == state_dict[key].shape]
-    fold_mismatch = _fold_mismatch(state_dict, own, source)
+    fold_mismatch = _fold_mismatch(state_dict, module, source)
 
     problems = {
         'exact': missing or unexpected or wrong_shape,
@@ -183,16 +218,15 @@ def load_weights(module: nn.Module, state_dict: Mapping[str, torch.Tensor], stri
         raise CheckpointMismatchError(fold_mismatch)
     if problems:
         raise CheckpointMismatchError(_mismatch_message(
-            strict, name, source, module, missing, unexpected, wrong_shape, loaded, len(own),
+            strict, name, source, missing, unexpected, wrong_shape, loaded, len(own),
             fold_mismatch or hint))
     module.load_state_dict({key: state_dict[key] for key in loaded}, strict=strict == 'exact')
     return LoadReport(source, loaded, missing, unexpected + [k.split(':')[0] for k in wrong_shape],
                       name)
 
 
-def _mismatch_message(strict: str, name: str, source: str, module: nn.Module, missing: list,
-                      unexpected: list, wrong_shape: list, loaded: list, num_own: int,
-                      hint: str) -> str:
+def _mismatch_message(strict: str, name: str, source: str, missing: list, unexpected: list,
+                      wrong_shape: list, loaded: list, num_own: int, hint: str) -> str:
     if strict == 'exact':
         details = [f'{len(items)} {what} (e.g. {", ".join(items[:3])})'
                    for what, items in (('missing keys', missing), ('unexpected keys', unexpected),
@@ -202,10 +236,7 @@ def _mismatch_message(strict: str, name: str, source: str, module: nn.Module, mi
     if strict == 'complete' and missing:
         return (f'{source} lacks {len(missing)} weights of the {name} backbone (e.g. '
                 f'{", ".join(missing[:3])}); pass the checkpoint that belongs to this config')
-    arch = getattr(module, 'arch_setting', None)
-    described = (f'{name} (channels {arch.get("channels")}, kernels '
-                 f'{arch.get("large_kernel_sizes")})' if isinstance(arch, Mapping) else name)
     detail = '; '.join(wrong_shape[:3]) if wrong_shape else (
         f'only {len(loaded)} of {num_own} keys found')
-    return f'checkpoint {source} does not fit this {described}: ' + (
+    return f'checkpoint {source} does not fit this {name}: ' + (
         f'{hint}. {detail}' if hint else detail)

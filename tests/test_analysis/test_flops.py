@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from helpers import TINY_ARCH, load_tool
 
-from mmreplk.analysis import NUM_MASK_ROIS, NUM_PROPOSALS, get_model_complexity
+from mmreplk.analysis import get_model_complexity
+from mmreplk.tasks.detection import NUM_MASK_ROIS, NUM_PROPOSALS
 
 CONFIGS = Path(__file__).parents[1] / 'data' / 'configs'
 SEG_CONFIG = CONFIGS / 'tiny_upernet_replknet.py'

@@ -1,5 +1,6 @@
 """tools/analysis/benchmark_gpu.py: its reduced form runs on a CPU and writes every section."""
 import re
+import time
 
 import pytest
 import torch
@@ -28,18 +29,45 @@ def test_quick_form_writes_every_section(tmp_path):
     tool = load_tool('analysis/benchmark_gpu.py')
     assert tool.main(['--device', 'cpu', '--quick', '--out', str(out)]) == 0
     text = out.read_text()
-    for title in ('Train step, fp32, batch 2', 'Train step, bf16 autocast', 'Folded (deploy)',
-                  'stacked depth-wise layers, (2, 8, R, R), fp32', '(2, 8, R, R), bf16'):
+    for title in ('RepLKNet-custom train step, fp32, batch 2', 'train step, bf16 autocast',
+                  'folded (deploy) inference', 'stacked depth-wise layers, (2, 8, R, R), fp32',
+                  '(2, 8, R, R), bf16'):
         assert title in text, title
     # auto against nchw in every backbone table, and the first-use cost stated.
     assert len(re.findall(r'^\| auto \| [\d.]+ \| [\d.]+x \|', text, re.M)) == 3
     assert re.search(r'First use of `auto` at 64x64: -?[\d.]+ s over a steady step '
-                     r'\(\d+ buckets measured', text)
-    # A second size in the same buckets measures nothing.
-    assert 'A new size in the same buckets (56x56): 0 buckets measured' in text
+                     r'\((\d+) buckets measured', text)
+    measured = int(re.search(r'\((\d+) buckets measured', text).group(1))
+    assert measured > 0
+    # A second height in the same buckets measures nothing.
+    assert text.count('A new height in the same buckets (56x64): 0 buckets measured') == 2
+    assert 'measured again' not in text
     assert re.search(r'\| forward_backward \| 8 \| auto \| .*\(fwd=\w+ dx=\w+ dw=\w+\) \|', text)
     for section in ('backbone', 'inference', 'table1'):
         assert f'<!-- section {section}:' in text
+    # The pictures beside the markdown, linked from it.
+    for name in ('train_step', 'inference', 'table1_fp32', 'table1_bf16'):
+        figure = tmp_path / f'report_{name}.png'
+        assert figure.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', name
+        assert f'](report_{name}.png)' in text
+
+
+def test_a_failing_section_is_reported_and_the_next_one_runs(tmp_path, monkeypatch):
+    from mmreplk.analysis import gpu_benchmark
+
+    def broken(*args, **kwargs):
+        raise RuntimeError('backbone exploded')
+
+    monkeypatch.setattr(gpu_benchmark, 'benchmark_inference', broken)
+    report = MarkdownReport(tmp_path / 'report.md')
+    failed = run_gpu_benchmark(report, 'cpu', sections=('inference', 'table1'),
+                               precisions=('fp32', ), table1_cells=(('forward', 8, 3), ),
+                               table1_batch=1, table1_channels=2, table1_depth=1, runs=1,
+                               budget_s=0.0)
+    text = (tmp_path / 'report.md').read_text()
+    assert failed == ['inference']
+    assert '**Section inference failed**: RuntimeError: backbone exploded' in text
+    assert '| forward | 8 | auto |' in text and '<!-- section table1:' in text
 
 
 def test_report_is_written_as_it_goes(tmp_path):
@@ -52,8 +80,15 @@ def test_report_is_written_as_it_goes(tmp_path):
 
 def test_time_steps_counts_the_first_step_apart():
     calls = []
-    result = time_steps(lambda: calls.append(1), torch.device('cpu'), 4, 'noop', runs=3)
+
+    def step():
+        # The first step is the slow one (compilation, tuning, measuring).
+        time.sleep(0.05 if not calls else 0.0)
+        calls.append(1)
+
+    result = time_steps(step, torch.device('cpu'), 4, 'noop', runs=3)
     assert len(calls) == 4 and result.peak_gib is None
+    assert result.first_s >= 0.05  # the slow first step is not among the steady ones
     assert result.images_per_s == pytest.approx(4 / result.median_s)
 
 

@@ -2,8 +2,11 @@ import argparse
 
 import pytest
 from mmengine.config import Config
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
 
 from mmreplk.apis import ToolError, add_runner_args, load_config, merge_test_args, merge_train_args
+from mmreplk.utils import ConfigError
 
 
 def _cfg(scope='mmseg', **extra):
@@ -103,3 +106,46 @@ def test_load_config_applies_overrides_and_reports_missing_file(tmp_path):
     assert cfg.model.backbone.init_cfg.checkpoint == 'w.pth'
     with pytest.raises(ToolError, match='config file not found'):
         load_config(tmp_path / 'nope.py')
+
+
+class _Toy(BaseModule):
+    def __init__(self, width: int = 1, heads: list | None = None, norm_cfg: dict | None = None,
+                 init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg)
+
+
+class _ToyHead(_Toy):
+    def __init__(self, channels: int = 1, **kwargs) -> None:
+        super().__init__(**kwargs)
+
+
+@pytest.fixture
+def toy_models():
+    names = [f'_OptionKeys{cls.__name__}' for cls in (_Toy, _ToyHead)]
+    for name, cls in zip(names, (_Toy, _ToyHead)):
+        MODELS.register_module(name=name, module=cls, force=True)
+    yield names
+    for name in names:
+        MODELS.module_dict.pop(name)
+
+
+@pytest.mark.parametrize('key, problem', [
+    ('model.widht', "_Toy (reached by model) takes no argument 'widht'; did you mean `width`?"),
+    ('model.heads.0.chanels', "_ToyHead (reached by model.heads.0) takes no argument 'chanels'; "
+                              'did you mean `channels`?'),
+    ('model.heads.0.width', None),  # an argument of the base, reached through **kwargs
+    ('model.norm_cfg.requires_grad', None),  # *_cfg dicts are built by helpers that take more
+    ('model.heads.0.zzz', "_ToyHead (reached by model.heads.0) takes no argument 'zzz'; it "
+                          'takes channels, heads, init_cfg, norm_cfg, width'),
+    ('train_cfg.anything', None),  # built by no registry this check knows
+])
+def test_option_keys_are_checked_against_the_class_they_reach(toy_models, key, problem):
+    toy, head = toy_models
+    cfg = Config(dict(model=dict(type=toy, heads=[dict(type=head)], norm_cfg=dict(type=toy)),
+                      train_cfg=dict()))
+    if problem is None:
+        assert load_config(cfg, {key: 1}) is cfg
+        return
+    with pytest.raises(ConfigError) as error:
+        load_config(cfg, {key: 1})
+    assert str(error.value) == f'unknown config key {key}: {problem}'

@@ -9,7 +9,9 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 ROOT = Path(__file__).parents[2]
-SEG_CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('upernet_*.py') if '_base_' not in p.parts)
+# The RepLKNet configs; tests/test_configs/test_unireplknet_configs.py covers the UniRepLKNet ones.
+SEG_CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('upernet_replknet*.py')
+                     if '_base_' not in p.parts)
 
 # name: (params in millions from the paper, variant, drop path, crop, test mode)
 PAPER = {

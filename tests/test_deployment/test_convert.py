@@ -3,9 +3,8 @@ import pytest
 import torch
 from helpers import TINY_ARCH, load_tool, randomize_bn_stats
 
-from mmreplk.deployment import convert_checkpoint, infer_arch
-from mmreplk.models import RepLKNet, reparameterize
-from mmreplk.utils import load_backbone_weights
+from mmreplk.deployment import convert_checkpoint
+from mmreplk.models import RepLKNet, infer_arch, load_backbone_weights, reparameterize
 
 
 def official_file(path, model, num_classes=10):

@@ -16,7 +16,7 @@ from mmengine.runner.checkpoint import load_checkpoint
 from mmreplk.engine import CheckpointResumeError, checkpoint_damage, resolve_resume
 from mmreplk.utils import load_checkpoint_file, read_state_dict
 from mmreplk.utils.checkpoint import CompressedCheckpointError
-from mmreplk.utils.state_dict import load_backbone_weights
+from mmreplk.models.backbones.replknet_weights import load_backbone_weights
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,7 +53,7 @@ def test_every_loader_refuses_the_bomb_without_inflating_it(bomb):
         from mmengine.runner.checkpoint import load_checkpoint
         from mmreplk.engine import checkpoint_damage, resolve_resume
         from mmreplk.utils import load_checkpoint_file, read_state_dict
-        from mmreplk.utils.state_dict import load_backbone_weights
+        from mmreplk.models.backbones.replknet_weights import load_backbone_weights
         from mmreplk.engine.resume import CheckpointResumeError
         from mmreplk.utils.checkpoint import CompressedCheckpointError
 

@@ -4,8 +4,9 @@ import torch
 from helpers import TINY_ARCH
 from torch import nn
 
-from mmreplk.models import RepLKNet
-from mmreplk.utils import STRICTNESS, CheckpointMismatchError, is_folded, load_weights
+from mmreplk.models import RepLKNet, is_folded
+from mmreplk.utils import (STRICTNESS, CheckpointMismatchError, deploy_only_keys, holds_keys_ending,
+                           load_weights)
 
 
 class TwoLayers(nn.Module):
@@ -84,3 +85,23 @@ def test_every_mode_names_a_training_deploy_mismatch(strict):
 def test_unknown_mode():
     with pytest.raises(ValueError, match="unknown strictness 'loose'"):
         load_weights(TwoLayers(), _weights(), 'loose')
+
+
+class Foldable(nn.Module):
+    deploy_only_keys = ('fused.weight',)
+
+    def __init__(self, deploy: bool) -> None:
+        super().__init__()
+        self.fused = nn.Linear(2, 2) if deploy else None
+        self.branch = None if deploy else nn.Linear(2, 2)
+
+
+def test_the_loader_reads_the_deploy_form_off_the_module_it_loads_into():
+    model = nn.Sequential(Foldable(deploy=False))
+    assert deploy_only_keys(model) == {'fused.weight'} and not deploy_only_keys(TwoLayers())
+    folded = Foldable(deploy=True).state_dict()
+    assert holds_keys_ending({'0.' + k: v for k, v in folded.items()}, ['fused.weight'])
+    assert not holds_keys_ending({'0.unfused.weight': 1}, ['fused.weight'])
+    with pytest.raises(CheckpointMismatchError, match='holds a deploy .folded.-form model'):
+        load_weights(model, {'0.' + k: v for k, v in folded.items()}, 'lenient')
+

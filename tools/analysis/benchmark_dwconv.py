@@ -7,7 +7,9 @@ Examples:
     python tools/analysis/benchmark_dwconv.py --device cpu --batch-size 1 --resolutions 16 32 \
         --runs 2 --out work_dirs/dwconv_cpu.md
 
-See :mod:`mmreplk.ops.benchmark`; 'auto' is the package's dispatcher, 'nchw' plain PyTorch.
+See :mod:`mmreplk.analysis.dwconv_benchmark`; 'auto' is the package's dispatcher, 'nchw' plain
+PyTorch. With ``--out``, the table is also drawn beside it (``<out stem>.png``: ms by kernel size,
+one line per path, log scale).
 """
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ from pathlib import Path
 import torch
 from mmengine.logging import MMLogger
 
+from mmreplk.analysis.dwconv_benchmark import MODES, benchmark_depthwise, format_table
+from mmreplk.analysis.plots import plot_table1
 from mmreplk.apis import ToolError, exit_on_user_error
 from mmreplk.ops import implementations
-from mmreplk.ops.benchmark import MODES, benchmark_depthwise, format_table
 from mmreplk.utils.timing import device_name
 
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
@@ -71,9 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     table = format_table(results)
     print(f'{title}\n\n{table}')
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(f'{title}\n\n{table}\n')
-        logger.info(f'table written to {args.out}')
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        figure = plot_table1(results, out.with_suffix('.png'),
+                             f'{args.depth} depth-wise layers, ({batch}, {args.channels}, R, R), '
+                             f'{args.dtype}, {device_name(device)}')
+        link = f'\n\n![Table 1, {args.dtype}]({figure.name})' if figure else ''
+        out.write_text(f'{title}\n\n{table}{link}\n')
+        logger.info(f'table written to {out}' + (f', figure to {figure}' if figure else ''))
     return 0
 
 

@@ -14,11 +14,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmreplk.models.layers import ConvBN, ConvFFN, RepLKBlock
 from mmreplk.models.reparameterize import reparameterize
 from mmreplk.ops import set_depthwise_impl
-from mmreplk.utils.state_dict import load_backbone_weights
+from .replknet_weights import ARCH_KEYS, ARCH_SETTINGS, load_backbone_weights
 
 _FROM_ARCH = object()
-
-ARCH_KEYS = ('large_kernel_sizes', 'layers', 'channels', 'small_kernel', 'dw_ratio', 'ffn_ratio')
 
 
 class RepLKNetStage(BaseModule):
@@ -124,15 +122,7 @@ class RepLKNet(BaseModule):
         (1, 64, 2, 2)
     """
 
-    arch_settings = {
-        '31B': dict(large_kernel_sizes=[31, 29, 27, 13], layers=[2, 2, 18, 2],
-                    channels=[128, 256, 512, 1024], small_kernel=5, dw_ratio=1, ffn_ratio=4),
-        '31L': dict(large_kernel_sizes=[31, 29, 27, 13], layers=[2, 2, 18, 2],
-                    channels=[192, 384, 768, 1536], small_kernel=5, dw_ratio=1, ffn_ratio=4),
-        'XL': dict(large_kernel_sizes=[27, 27, 27, 13], layers=[2, 2, 18, 2],
-                   channels=[256, 512, 1024, 2048], small_kernel=None, dw_ratio=1.5,
-                   ffn_ratio=4),
-    }
+    arch_settings = ARCH_SETTINGS
 
     def __init__(self,
                  arch: str | dict = '31B',

@@ -26,6 +26,9 @@ class ReparamLargeKernelConv(BaseModule):
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
+    #: Keys only the deploy form has (see :data:`mmreplk.utils.weights.DEPLOY_ONLY_ATTR`).
+    deploy_only_keys = ('lkb_reparam.weight',)
+
     def __init__(self,
                  channels: int,
                  kernel_size: int,

@@ -1,9 +1,11 @@
+"""RepLKNet's weights: released layouts map onto the backbone, a wrong arch or form is named."""
 import pytest
 import torch
 from helpers import TINY_ARCH, randomize_bn_stats
 
-from mmreplk.models import RepLKNet
-from mmreplk.utils import load_backbone_weights, to_backbone_state_dict, unwrap_state_dict
+from mmreplk.models import (RepLKNet, describe_arch, load_backbone_weights, match_state_dict,
+                            to_backbone_state_dict)
+from mmreplk.utils import CheckpointMismatchError, unwrap_state_dict
 
 
 def released_file(tmp_path, model, wrapper='model', prefix='module.'):
@@ -74,3 +76,20 @@ def test_not_a_state_dict(tmp_path):
     torch.save({'epoch': 3}, path)
     with pytest.raises(ValueError, match='no state dict found'):
         load_backbone_weights(RepLKNet(arch=TINY_ARCH), path)
+
+
+def test_a_released_arch_is_named_by_its_table_entry():
+    with torch.device('meta'):
+        released = RepLKNet(arch='31B').state_dict()
+        target = RepLKNet(arch='31L')
+    assert describe_arch(released) == 'RepLKNet-31B'
+    with pytest.raises(CheckpointMismatchError, match=r'does not fit this RepLKNet: the model has '
+                       r'channels \[192, .*the file looks like RepLKNet-31B'):
+        match_state_dict(target, released, 'b.pth')
+
+
+def test_an_incomplete_or_foreign_file_is_described():
+    state = RepLKNet(arch=TINY_ARCH).state_dict()
+    assert describe_arch({'fc.weight': torch.zeros(1)}).startswith('not a RepLKNet checkpoint')
+    del state['stages.1.blocks.0.pw2.conv.weight']
+    assert describe_arch(state).startswith('a RepLKNet with stem width 8 (incomplete')

@@ -6,6 +6,10 @@ implementations of :func:`mmreplk.ops.depthwise_conv2d` ('nchw' is the plain PyT
 'auto' is what the package runs, and for it the path each pass took is reported), forward only
 and forward + backward.
 
+Every cell is checked on its own: a forced path that cannot run it (the dense-Toeplitz kernel
+beyond its pixel limit, say) or that fails while running (out of memory, a kernel error) gives
+an ``n/a (reason)`` cell, and the table goes on with the next one.
+
 Two FLOP counts: the paper's (every one of the K^2 taps of every output, as in its Table 1) and
 the valid taps alone (those that land inside the image, what a kernel must really compute: at
 K = 31, R = 16 fewer than a third), from which the fraction of a device's peak is given.
@@ -13,7 +17,6 @@ K = 31, R = 16 fewer than a third), from which the fraction of a device's peak i
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -21,11 +24,13 @@ import torch
 import torch.nn as nn
 from mmengine.logging import MMLogger
 
-from mmreplk.utils.timing import synchronize
-from .depthwise_conv import DepthwiseConv2d, implementations
-from .dispatch import get_dispatcher
+from mmreplk.ops import PASSES, DepthwiseConv2d, get_dispatcher, implementations
+from mmreplk.utils.timing import time_round_robin
 
 MODES = ('forward', 'forward_backward')
+
+#: The passes of the conv each mode runs.
+MODE_PASSES = {'forward': ('forward', ), 'forward_backward': PASSES}
 
 #: Short names of the passes in the per-pass choice of 'auto'.
 _PASS_LABELS = {'forward': 'fwd', 'input_grad': 'dx', 'weight_grad': 'dw'}
@@ -36,7 +41,7 @@ Cell = tuple[str, int, int]
 
 @dataclass(frozen=True)
 class DepthwiseTiming:
-    """One cell of the table.
+    """One cell of the table, measured or not available.
 
     Args:
         kernel_size (int): K.
@@ -45,19 +50,37 @@ class DepthwiseTiming:
         resolved (str): What ran: ``impl``, or for 'auto' the backend of each pass
             (e.g. 'fwd=triton dx=nchw dw=triton').
         mode (str): 'forward' or 'forward_backward'.
-        ms (float): Median wall time of one pass through the whole stack, in milliseconds.
-        gflops (float): GFLOP/s in the paper's count (every tap; multiply-add = 2 FLOPs;
-            backward = 2x forward).
-        valid_gflops (float): GFLOP/s counting only the taps inside the image.
+        ms (float | None): Median wall time of one pass through the whole stack, in
+            milliseconds; None when the cell was not measured.
+        gflops (float | None): GFLOP/s in the paper's count (every tap; multiply-add = 2 FLOPs;
+            backward = 2x forward); None when not measured.
+        valid_gflops (float | None): GFLOP/s counting only the taps inside the image; None when
+            not measured.
+        unavailable (str | None): Why the cell was not measured (the path cannot run it, or it
+            failed); None for a measured cell. Defaults to None.
     """
     kernel_size: int
     resolution: int
     impl: str
     resolved: str
     mode: str
-    ms: float
-    gflops: float
-    valid_gflops: float
+    ms: float | None
+    gflops: float | None
+    valid_gflops: float | None
+    unavailable: str | None = None
+
+
+def time_once(work: Callable[[], object], device: str | torch.device) -> float:
+    """Seconds of one call of ``work``, read through the package's timing harness.
+
+    Args:
+        work (Callable[[], object]): What to time (run exactly once, not warmed up).
+        device (str | torch.device): Device to synchronize around it.
+
+    Returns:
+        float: Wall seconds.
+    """
+    return time_round_robin({'work': work}, device, warmup=0, runs=1)['work'][0]
 
 
 def depthwise_stack(channels: int, kernel_size: int, depth: int, impl: str) -> nn.Sequential:
@@ -127,13 +150,9 @@ def time_stack(stack: nn.Module, x: torch.Tensor, mode: str, warmup: int = 1, ru
 
     for _ in range(warmup):
         one_pass()
-    times = []
+    times: list[float] = []
     while len(times) < runs:
-        synchronize(x.device)
-        start = time.perf_counter()
-        one_pass()
-        synchronize(x.device)
-        times.append((time.perf_counter() - start) * 1000)
+        times.append(1000 * time_once(one_pass, x.device))
         if budget_s is not None and sum(times) >= 1000 * budget_s:
             break
     return statistics.median(times)
@@ -143,11 +162,65 @@ def auto_choices(device: torch.device, dtype: torch.dtype, kernel_size: int, sha
                  mode: str) -> str:
     """The backend 'auto' runs for each pass of a conv (after it ran once), e.g.
     'fwd=triton dx=nchw dw=triton'."""
-    passes = ('forward', ) if mode == 'forward' else tuple(_PASS_LABELS)
-    dispatcher = get_dispatcher()
-    return ' '.join(
-        f'{_PASS_LABELS[p]}={dispatcher.resolve(p, "auto", device, dtype, kernel_size, tuple(shape))}'
-        for p in passes)
+    resolve, shape = get_dispatcher().resolve, tuple(shape)
+    return ' '.join(f'{_PASS_LABELS[p]}={resolve(p, "auto", device, dtype, kernel_size, shape)}'
+                    for p in MODE_PASSES[mode])
+
+
+def is_triton_backend(impl: str) -> bool:
+    """Whether a registered backend runs our Triton kernels rather than PyTorch's own paths (by
+    the names of its classes and their modules); False for 'auto'."""
+    if impl == 'auto':
+        return False
+    backend = type(get_dispatcher().backend(impl))
+    return any('triton' in f'{cls.__module__}.{cls.__name__}'.lower() for cls in backend.__mro__)
+
+
+def cell_unsupported(impl: str, mode: str, device: torch.device, dtype: torch.dtype,
+                     kernel_size: int, shape: Sequence[int],
+                     skip_what_auto_skips: Sequence[str] = ()) -> str | None:
+    """Why a forced ``impl`` cannot run some pass of this cell, or None when it can.
+
+    Asked per cell, not once per path: a kernel may cover small maps only. 'auto' can always
+    run (PyTorch's own paths are among its candidates).
+
+    Args:
+        impl (str): One of :func:`mmreplk.ops.implementations`.
+        mode (str): One of :data:`MODES`.
+        device (torch.device): Device of the cell.
+        dtype (torch.dtype): Dtype of the cell.
+        kernel_size (int): K.
+        shape (Sequence[int]): Input (N, C, R, R).
+        skip_what_auto_skips (Sequence[str]): Paths not timed where ``auto`` would measure
+            none of their passes (:meth:`~mmreplk.ops.DepthwiseBackend.auto_skip`: measured
+            slower or outside the accuracy bounds), to spend a short GPU slot on the paths
+            that can win. Defaults to none.
+
+    Returns:
+        str | None: E.g. 'forward: triton_toeplitz does not cover ...'.
+    """
+    if impl == 'auto':
+        return None
+    backend = get_dispatcher().backend(impl)
+    args = (device, dtype, kernel_size, tuple(shape))
+    for pass_name in MODE_PASSES[mode]:
+        why = backend.unsupported(pass_name, *args)
+        if why is not None:
+            return f'{pass_name}: {why}'
+    if impl in skip_what_auto_skips:
+        # Left out only where auto would run none of its passes (one pass may be skipped for
+        # sharing another path's kernel while the others are still worth timing).
+        skips = {p: backend.auto_skip(p, *args) for p in MODE_PASSES[mode]}
+        if all(skips.values()):
+            return f'not timed, auto skips it: {"; ".join(dict.fromkeys(skips.values()))}'
+    return None
+
+
+def _failure(error: BaseException) -> str:
+    if isinstance(error, torch.OutOfMemoryError):
+        return 'out of memory'
+    lines = str(error).strip().splitlines()
+    return f'failed: {type(error).__name__}' + (f': {lines[0][:160]}' if lines else '')
 
 
 def table1_cells(modes: Sequence[str], resolutions: Sequence[int],
@@ -169,9 +242,12 @@ def benchmark_depthwise(kernel_sizes: Sequence[int] = (3, 7, 13, 31),
                         runs: int = 3,
                         cells: Sequence[Cell] | None = None,
                         budget_s: float | None = None,
-                        on_result: Callable[['DepthwiseTiming'], None] | None = None
-                        ) -> list[DepthwiseTiming]:
+                        on_result: Callable[['DepthwiseTiming'], None] | None = None,
+                        skip_what_auto_skips: Sequence[str] = ()) -> list[DepthwiseTiming]:
     """Times the Table-1 stack for every (mode, R, impl, K).
+
+    A cell a forced path cannot run (see :func:`cell_unsupported`) or that raises while it runs
+    is returned unmeasured with the reason (logged with its traceback), and the next cell runs.
 
     Args:
         kernel_sizes (Sequence[int]): K values. Defaults to (3, 7, 13, 31).
@@ -192,6 +268,7 @@ def benchmark_depthwise(kernel_sizes: Sequence[int] = (3, 7, 13, 31),
             see :func:`time_stack`. Defaults to None.
         on_result (Callable, optional): Called with each timing as soon as it is measured (a
             report written as it goes keeps what was measured when stopped). Defaults to None.
+        skip_what_auto_skips (Sequence[str]): See :func:`cell_unsupported`. Defaults to none.
 
     Returns:
         list[DepthwiseTiming]: One entry per cell and implementation.
@@ -206,28 +283,46 @@ def benchmark_depthwise(kernel_sizes: Sequence[int] = (3, 7, 13, 31),
         raise ValueError(f'unknown modes {bad_modes}; choose from {MODES}')
     logger = MMLogger.get_current_instance()
     results = []
-    inputs: dict[int, torch.Tensor] = {}
     for mode, resolution, kernel_size in cells:
-        if resolution not in inputs:
-            inputs = {resolution: torch.randn(batch_size, channels, resolution, resolution,
-                                              device=device, dtype=dtype)}
-        x = inputs[resolution]
+        shape = (batch_size, channels, resolution, resolution)
         for impl in impls:
-            stack = depthwise_stack(channels, kernel_size, depth, impl).to(device, dtype)
-            ms = time_stack(stack, x, mode, warmup=warmup, runs=runs, budget_s=budget_s)
-            del stack
-            resolved = (auto_choices(device, dtype, kernel_size, x.shape, mode)
-                        if impl == 'auto' else impl)
-            flops = stack_flops(batch_size, channels, resolution, kernel_size, depth, mode)
-            valid = valid_stack_flops(batch_size, channels, resolution, kernel_size, depth, mode)
-            timing = DepthwiseTiming(kernel_size, resolution, impl, resolved, mode, ms,
-                                     flops / ms / 1e6, valid / ms / 1e6)
+            why = cell_unsupported(impl, mode, device, dtype, kernel_size, shape,
+                                   skip_what_auto_skips)
+            timing = None
+            if why is None:
+                try:
+                    timing = _time_cell(mode, resolution, kernel_size, impl, shape, depth,
+                                        device, dtype, warmup, runs, budget_s)
+                except Exception as error:  # a failing cell must not end the table
+                    why = _failure(error)
+                    logger.exception(f'{mode} R={resolution} K={kernel_size} {impl}: {why}')
+                    if device.type == 'cuda':
+                        torch.cuda.empty_cache()
+            if timing is None:
+                timing = DepthwiseTiming(kernel_size, resolution, impl, impl, mode, None, None,
+                                         None, why)
+                logger.info(f'{mode} R={resolution} K={kernel_size} {impl}: n/a ({why})')
+            else:
+                logger.info(f'{mode} R={resolution} K={kernel_size} {impl}: {timing.ms:.2f} ms'
+                            + (f' ({timing.resolved})' if impl == 'auto' else ''))
             results.append(timing)
-            logger.info(f'{mode} R={resolution} K={kernel_size} {impl}: {ms:.2f} ms'
-                        + (f' ({resolved})' if impl == 'auto' else ''))
             if on_result is not None:
                 on_result(timing)
     return results
+
+
+def _time_cell(mode: str, resolution: int, kernel_size: int, impl: str, shape: tuple[int, ...],
+               depth: int, device: torch.device, dtype: torch.dtype, warmup: int, runs: int,
+               budget_s: float | None) -> DepthwiseTiming:
+    batch_size, channels = shape[:2]
+    x = torch.randn(*shape, device=device, dtype=dtype)
+    stack = depthwise_stack(channels, kernel_size, depth, impl).to(device, dtype)
+    ms = time_stack(stack, x, mode, warmup=warmup, runs=runs, budget_s=budget_s)
+    resolved = (auto_choices(device, dtype, kernel_size, shape, mode) if impl == 'auto' else impl)
+    flops = stack_flops(batch_size, channels, resolution, kernel_size, depth, mode)
+    valid = valid_stack_flops(batch_size, channels, resolution, kernel_size, depth, mode)
+    return DepthwiseTiming(kernel_size, resolution, impl, resolved, mode, ms, flops / ms / 1e6,
+                           valid / ms / 1e6)
 
 
 def format_table(results: Sequence[DepthwiseTiming], reference: str = 'nchw',
@@ -242,7 +337,8 @@ def format_table(results: Sequence[DepthwiseTiming], reference: str = 'nchw',
 
     Returns:
         str: The table (ms; GFLOP/s or valid-tap TFLOP/s and % of peak; ``x`` = reference time
-        / this time; for 'auto' the path of each pass in parentheses).
+        / this time; for 'auto' the path of each pass in parentheses; ``n/a (reason)`` for a
+        cell not measured).
     """
     kernel_sizes = sorted({r.kernel_size for r in results})
     cells = {(r.mode, r.resolution, r.impl, r.kernel_size): r for r in results}
@@ -251,24 +347,27 @@ def format_table(results: Sequence[DepthwiseTiming], reference: str = 'nchw',
     for mode in [m for m in MODES if any(r.mode == m for r in results)]:
         for resolution in sorted({r.resolution for r in results if r.mode == mode}):
             for impl in dict.fromkeys(r.impl for r in results):
-                row = []
-                for k in kernel_sizes:
-                    cell = cells.get((mode, resolution, impl, k))
-                    if cell is None:
-                        row.append('-')
-                        continue
-                    if peak_tflops is None:
-                        text = f'{cell.ms:.1f} ms, {cell.gflops:.1f} GF/s'
-                    else:
-                        tflops = cell.valid_gflops / 1e3
-                        text = (f'{cell.ms:.2f} ms, {tflops:.2f} TF/s '
-                                f'({100 * tflops / peak_tflops:.0f}%)')
-                    ref = cells.get((mode, resolution, reference, k))
-                    if ref is not None and impl != reference:
-                        text += f', {ref.ms / cell.ms:.2f}x'
-                    if cell.resolved != impl:
-                        text += f' ({cell.resolved})'
-                    row.append(text)
+                row = [_cell_text(cells.get((mode, resolution, impl, k)),
+                                  cells.get((mode, resolution, reference, k)), reference,
+                                  peak_tflops) for k in kernel_sizes]
                 if any(text != '-' for text in row):
                     lines.append(f'| {mode} | {resolution} | {impl} | ' + ' | '.join(row) + ' |')
     return '\n'.join(lines)
+
+
+def _cell_text(cell: DepthwiseTiming | None, ref: DepthwiseTiming | None, reference: str,
+               peak_tflops: float | None) -> str:
+    if cell is None:
+        return '-'
+    if cell.ms is None:
+        return f'n/a ({cell.unavailable})'
+    if peak_tflops is None:
+        text = f'{cell.ms:.1f} ms, {cell.gflops:.1f} GF/s'
+    else:
+        tflops = cell.valid_gflops / 1e3
+        text = f'{cell.ms:.2f} ms, {tflops:.2f} TF/s ({100 * tflops / peak_tflops:.0f}%)'
+    if ref is not None and ref.ms is not None and cell.impl != reference:
+        text += f', {ref.ms / cell.ms:.2f}x'
+    if cell.resolved != cell.impl:
+        text += f' ({cell.resolved})'
+    return text
