@@ -11,6 +11,7 @@ import sys
 
 from mmreplk.apis import (add_runner_args, checkpoint_trust, exit_on_user_error, load_config,
                           merge_train_args, parse_runner_args, train)
+from mmreplk.apis.resume_hint import resume_hints
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,7 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    with exit_on_user_error(), checkpoint_trust(args):
+    # A stop (signal, divergence, failed save) names the command that resumes the run; a
+    # signal ends the process with 128 + its number.
+    with exit_on_user_error(), checkpoint_trust(args), resume_hints():
         train(merge_train_args(load_config(args.config, args.cfg_options), args))
     return 0
 

@@ -1,6 +1,7 @@
 """``train``/``test`` entry points over mmengine's Runner, with the checks the tools rely on.
 
-Before a Runner is built: the datasets are checked on disk, an unset pretrained-backbone path is
+Before a Runner is built: the datasets are checked on disk and guarded against unreadable samples
+(:mod:`mmreplk.datasets.bad_samples`), an unset pretrained-backbone path is
 reported once (training continues from random initialisation), ``--amp`` is refused on CPU-only
 torch, and a ``--launcher pytorch`` run without CUDA is set up for CPU (gloo). A process group
 created during the run is released when it ends (destroyed, and the DDP wrapper holding it freed).
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
+import functools
 import gc
 import os
 from collections.abc import Iterator
@@ -20,10 +23,14 @@ from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+from torch.utils.data import DataLoader
 
+from mmreplk.datasets.bad_samples import guard_eval_dataset, guard_train_dataset
 from mmreplk.datasets.layout import check_dataset_layout
-from mmreplk.engine import resolve_resume
+from mmreplk.engine import CrashSafeCheckpointHook, resolve_resume
 from mmreplk.engine.dwconv_choices import DwconvChoicesHook
+from mmreplk.engine.interrupt import ignore_stop_signals_in_worker
+from mmreplk.engine.resume import disk_full
 from mmreplk.tasks import known_warnings_filtered
 from mmreplk.utils import MissingFileError, ToolError
 
@@ -196,6 +203,37 @@ def build_runner(cfg: Config) -> Runner:
     return Runner.from_cfg(cfg)
 
 
+@contextlib.contextmanager
+def _full_disk_stops(work_dir: str) -> Iterator[None]:
+    """A full disk or quota outside a checkpoint save (the config dump, a log, a visualisation)
+    stops the run with :func:`~mmreplk.engine.resume.disk_full`'s message, not a traceback."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise disk_full(err, work_dir) from err
+
+
+def _workers_ignore_stop_signals(runner: Runner) -> None:
+    """Data loaders the runner builds from now on start workers that ignore SIGINT and SIGUSR1.
+
+    The loops build their loaders inside ``runner.train()`` and start the workers at once, so
+    the runner's builder is wrapped for this runner only (see
+    :func:`~mmreplk.engine.interrupt.ignore_stop_signals_in_worker` for why).
+    """
+    build = runner.build_dataloader
+
+    def build_dataloader(*args, **kwargs) -> object:
+        loader = build(*args, **kwargs)
+        if isinstance(loader, DataLoader) and loader.num_workers > 0:
+            loader.worker_init_fn = functools.partial(ignore_stop_signals_in_worker,
+                                                      loader.worker_init_fn)
+        return loader
+
+    runner.build_dataloader = build_dataloader
+
+
 def train(cfg: Config) -> Runner:
     """Checks the setup, builds a Runner and trains.
 
@@ -207,14 +245,28 @@ def train(cfg: Config) -> Runner:
             distributed run that created its process group, ``runner.model`` is the bare model.
     """
     check_dataset_layout(cfg, splits=('train', 'val'))
+    guard_train_dataset(cfg)
+    guard_eval_dataset(cfg, 'val')
     check_amp(cfg)
     resolve_pretrained(cfg)
     resolve_resume(cfg)
-    with _process_group_scope() as owns_group:
+    with _process_group_scope() as owns_group, _full_disk_stops(cfg.get('work_dir') or '.'):
         prepare_distributed(cfg)
         with known_warnings_filtered(cfg):
             runner = build_runner(cfg)
-            runner.train()
+            hooks = [hook for hook in getattr(runner, 'hooks', [])
+                     if isinstance(hook, CrashSafeCheckpointHook)]
+            if hooks:
+                _workers_ignore_stop_signals(runner)
+            for hook in hooks:
+                hook.catch_signals()
+            try:
+                runner.train()
+            finally:
+                # A run that ends with an exception skips after_train, which gives the stop
+                # signals (SIGINT included) their previous handlers back.
+                for hook in hooks:
+                    hook.release_signals()
         if owns_group and is_model_wrapper(runner.model):
             # The wrapper holds the group being released; the bare model stays usable.
             runner.model = runner.model.module
@@ -231,6 +283,9 @@ def test(cfg: Config) -> dict:
         dict: The metrics, e.g. ``{'mIoU': 41.2, 'aAcc': ..., 'mAcc': ...}``.
     """
     check_dataset_layout(cfg, splits=('test',))
+    guard_eval_dataset(cfg, 'test')
+    # Metrics of weights that were not loaded are refused (mmengine only logs the keys).
+    cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='CheckpointCoverageHook')]
     load_from = cfg.get('load_from')
     if not load_from or ('://' not in str(load_from) and not os.path.isfile(load_from)):
         raise MissingFileError('checkpoint file', load_from)

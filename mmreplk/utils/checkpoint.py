@@ -7,7 +7,11 @@ scalars). Falling back to full unpickling would let a downloaded file run code. 
 * every checkpoint is read with ``weights_only=True``, with exactly the types that runner
   checkpoints contain allow-listed (:data:`RUNNER_CHECKPOINT_GLOBALS`);
 * a file that needs anything else is refused with :class:`UntrustedCheckpointError`, which names
-  the file and the opt-in: ``trusted_checkpoints()`` in code, ``--trust-checkpoint`` in the tools.
+  the file and the opt-in: ``trusted_checkpoints()`` in code, ``--trust-checkpoint`` in the tools;
+* a zip archive with a compressed record is refused with :class:`CompressedCheckpointError`
+  before anything is inflated, trusted or not: torch never compresses, and a deflated record of
+  a few MB inflates to gigabytes inside ``torch.load`` (a zip bomb). Only the central directory
+  is read for that (its size is bounded by the file's).
 
 Importing :mod:`mmreplk` registers :func:`load_local_checkpoint` as mmengine's loader for local
 paths, so runner resume, ``load_from``, ``tools/test.py`` and the inferencers all use this policy.
@@ -18,14 +22,15 @@ import contextlib
 import contextvars
 import os
 import pickle
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from .errors import MissingFileError, UserError, import_optional
+from .errors import MissingFileError, ToolError, UserError, import_optional
 
 TRUST_HINT = ('If you trust this file, load it with --trust-checkpoint (tools) or inside '
               '`with mmreplk.utils.trusted_checkpoints():` (code); that runs any code it contains.')
@@ -65,6 +70,47 @@ class UntrustedCheckpointError(UserError, RuntimeError):
     """A checkpoint needs arbitrary unpickling, which is refused unless explicitly trusted."""
 
 
+class CompressedCheckpointError(ToolError):
+    """A checkpoint archive holds a compressed record, which torch never writes; refused unread."""
+
+
+def compressed_record(records: Iterable[zipfile.ZipInfo]) -> str | None:
+    """The name of the first compressed record of a zip archive's records, if any.
+
+    Args:
+        records (Iterable[zipfile.ZipInfo]): The archive's ``infolist()``.
+
+    Returns:
+        str | None: The record's name; None when every record is stored uncompressed.
+    """
+    return next((info.filename for info in records if info.compress_type != zipfile.ZIP_STORED),
+                None)
+
+
+def refuse_compressed(filename: str | os.PathLike) -> None:
+    """Refuses a zip checkpoint with a compressed record, reading only its central directory.
+
+    Files that are not zip archives (torch's legacy format, safetensors, damaged files) pass:
+    their loader reports them.
+
+    Args:
+        filename (str | os.PathLike): The checkpoint file.
+
+    Raises:
+        CompressedCheckpointError: A record is compressed.
+    """
+    try:
+        with zipfile.ZipFile(filename) as archive:
+            name = compressed_record(archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return
+    if name is not None:
+        raise CompressedCheckpointError(
+            f'refused to load checkpoint {os.fspath(filename)}: its record {name} is compressed, '
+            f'which torch.save never does, and could inflate to any size in memory. Re-save it '
+            f'from a trusted copy with torch.save.')
+
+
 @contextlib.contextmanager
 def trusted_checkpoints() -> Iterator[None]:
     """Within this context, checkpoints that need full unpickling are loaded.
@@ -95,12 +141,14 @@ def load_checkpoint_file(filename: str | os.PathLike,
     Raises:
         MissingFileError: The file does not exist (a ``FileNotFoundError``).
         UntrustedCheckpointError: The file needs arbitrary unpickling and is not trusted.
+        CompressedCheckpointError: The file holds a compressed record.
     """
     filename = os.fspath(filename)
     if not os.path.isfile(filename):
         raise MissingFileError('checkpoint file', filename)
     if filename.endswith('.safetensors'):
         return _load_safetensors(filename, map_location)
+    refuse_compressed(filename)
     if trusted or _trust_all.get():
         return torch.load(filename, map_location=map_location, weights_only=False)
     try:

@@ -19,8 +19,9 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 
 from mmreplk.apis import exit_on_user_error
+from mmreplk.apis.resume_hint import resume_command
 from mmreplk.engine import (CheckpointResumeError, CheckpointSaveError, checkpoint_damage,
-                            find_resume_checkpoint, resolve_resume, resume_command)
+                            find_resume_checkpoint, resolve_resume)
 from mmreplk.utils import TMP_SUFFIX
 from mmreplk.utils import fileio as utils_fileio
 from .toy_runner import run_toy, weights
@@ -95,6 +96,33 @@ def _corrupt_the_pickle(path: Path) -> None:
         f.write(b'\xff\xfe')
 
 
+def _largest_tensor_record(path: Path) -> zipfile.ZipInfo:
+    records = [info for info in zipfile.ZipFile(path).infolist() if '/data/' in info.filename]
+    return max(records, key=lambda info: info.file_size)
+
+
+def _flip_bytes_inside_a_tensor(path: Path) -> None:
+    """Bit rot: 8 bytes inside the largest tensor record, every header left intact."""
+    info = _largest_tensor_record(path)
+    with open(path, 'r+b') as f:
+        f.seek(info.header_offset + 26)
+        name_length, extra_length = struct.unpack('<HH', f.read(4))
+        start = info.header_offset + 30 + name_length + extra_length + info.file_size // 2
+        f.seek(start)
+        data = f.read(8)
+        f.seek(start)
+        f.write(bytes(b ^ 0xFF for b in data))
+
+
+def _flip_the_byteorder_record(path: Path) -> None:
+    info = zipfile.ZipFile(path).getinfo('checkpoint/byteorder')
+    with open(path, 'r+b') as f:
+        f.seek(info.header_offset + 26)
+        name_length, extra_length = struct.unpack('<HH', f.read(4))
+        f.seek(info.header_offset + 30 + name_length + extra_length)
+        f.write(b'b')  # 'little' -> 'bittle'
+
+
 @pytest.mark.parametrize('damage, expected', [
     (_truncate_half, 'truncated'),
     (_truncate_last_byte, 'truncated'),
@@ -102,6 +130,7 @@ def _corrupt_the_pickle(path: Path) -> None:
     (_random_bytes, 'not a torch checkpoint'),
     (_overwrite_a_tensor_header, 'header of record checkpoint/data/1 is overwritten'),
     (_corrupt_the_pickle, 'data.pkl fails its CRC-32 check'),
+    (_flip_the_byteorder_record, 'record checkpoint/byteorder fails its CRC-32 check'),
 ])
 def test_checkpoint_damage_names_what_torch_load_would_trip_on(tmp_path, damage, expected):
     path = _small_checkpoint(tmp_path / 'checkpoint.pth')
@@ -110,6 +139,28 @@ def test_checkpoint_damage_names_what_torch_load_would_trip_on(tmp_path, damage,
     assert expected in checkpoint_damage(path)
     with pytest.raises(Exception):
         torch.load(path, weights_only=True)
+
+
+def test_checkpoint_damage_finds_bit_rot_that_torch_load_lets_through(tmp_path):
+    path = _small_checkpoint(tmp_path / 'checkpoint.pth')
+    _flip_bytes_inside_a_tensor(path)
+    name = _largest_tensor_record(path).filename
+    assert checkpoint_damage(path) == f'damaged: record {name} fails its CRC-32 check'
+    torch.load(path, weights_only=True)  # what --resume used to go on from
+
+
+def test_last_checkpoint_is_read_with_a_size_cap_and_against_the_work_dir(tmp_path, monkeypatch):
+    _small_checkpoint(tmp_path / 'iter_1.pth')
+    _small_checkpoint(tmp_path / 'iter_2.pth')
+    (tmp_path / 'last_checkpoint').write_text('iter_1.pth')  # relative: the work dir's file
+    monkeypatch.chdir(tmp_path.parent)
+    assert find_resume_checkpoint(tmp_path).chosen == str(tmp_path / 'iter_1.pth')
+
+    (tmp_path / 'last_checkpoint').write_bytes(b'x' * 10**6)
+    found = find_resume_checkpoint(tmp_path)
+    assert found.chosen == str(tmp_path / 'iter_2.pth') and found.pointer is None
+    [(path, reason)] = found.rejected
+    assert path == str(tmp_path / 'last_checkpoint') and 'over 4096 bytes' in reason
 
 
 def test_checkpoint_damage_accepts_legacy_files_and_reports_missing_ones(tmp_path):
@@ -146,6 +197,7 @@ def reference_weights(tmp_path_factory):
     (_empty, 'empty (0 bytes)'),
     (_random_bytes, 'not a torch checkpoint'),
     (_delete, 'does not exist'),
+    (_flip_bytes_inside_a_tensor, 'fails its CRC-32 check'),
 ])
 def test_resume_skips_a_damaged_newest_checkpoint_and_stays_exact(tmp_path, reference_weights,
                                                                    damage, reason):

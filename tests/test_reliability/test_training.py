@@ -1,10 +1,13 @@
-"""Training through the real tools: 2-process gloo DDP, kill -9 then --resume, damaged
-checkpoints and a full disk.
+"""Training through the real tools: 2-process gloo DDP, kill -9 or SIGTERM then --resume,
+damaged checkpoints and a full disk.
 
 All use the demo segmentation config, shrunk to 64x64 images and a few iterations, in
-deterministic mode with :class:`~mmreplk.engine.CrashSafeCheckpointHook`.
+deterministic mode with :class:`~mmreplk.engine.CrashSafeCheckpointHook`. A run to be signalled
+is held at the start of a chosen iteration by ``PauseHook`` (tool_hooks.py) until the test has
+sent the signal, so where the signal lands does not depend on timing.
 """
 import os
+import random
 import re
 import shutil
 import signal
@@ -25,32 +28,6 @@ from mmreplk.utils import TMP_SUFFIX, load_checkpoint_file
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO_ROOT / 'configs' / 'demo' / 'upernet_replknet_tiny_demo.py'
 MAX_ITERS = 8
-
-# Writes every rank's process id when training starts, and its weights when training ends
-# (checkpoints only hold rank 0's).
-RANK_DUMP_HOOK = '''
-import os
-import os.path as osp
-
-import torch
-from mmengine.dist import get_rank
-from mmengine.hooks import Hook
-from mmengine.registry import HOOKS
-
-
-@HOOKS.register_module()
-class DumpRankWeightsHook(Hook):
-    priority = 'LOWEST'
-
-    def before_train(self, runner):
-        with open(osp.join(runner.work_dir, f'rank{get_rank()}.pid'), 'w') as f:
-            f.write(str(os.getpid()))
-
-    def after_train(self, runner):
-        model = getattr(runner.model, 'module', runner.model)
-        torch.save(model.state_dict(), osp.join(runner.work_dir, f'rank{get_rank()}.pth'))
-'''
-
 
 def _leaf_config(folder: Path, data_root: Path, extra: str = '') -> Path:
     text = textwrap.dedent(f'''
@@ -77,6 +54,10 @@ def _leaf_config(folder: Path, data_root: Path, extra: str = '') -> Path:
             logger=dict(interval=1),
             checkpoint=dict(type='CrashSafeCheckpointHook', interval=2, max_keep_ckpts=1))
         randomness = dict(seed=0, deterministic=True)
+        custom_imports = dict(imports=['mmreplk', 'mmreplk.datasets.shapes_dataset',
+                                       'tests.test_reliability.tool_hooks'],
+                              allow_failed_imports=False)
+        custom_hooks = [dict(type='PauseHook')]
     ''') + textwrap.dedent(extra)
     path = folder / 'tiny_demo.py'
     path.write_text(text)
@@ -113,20 +94,18 @@ def _final_weights(work_dir: Path) -> dict:
 
 
 def _two_process_config(folder: Path, data_root: Path) -> Path:
-    (folder / 'rank_dump_hook.py').write_text(RANK_DUMP_HOOK)
     return _leaf_config(folder, data_root, extra='''
-        custom_imports = dict(
-            imports=['mmreplk', 'mmreplk.datasets.shapes_dataset', 'rank_dump_hook'],
-            allow_failed_imports=False)
         # DDP keeps BN statistics per process (SyncBN has no CPU kernel): average them.
-        custom_hooks = [dict(type='SyncBuffersHook'), dict(type='DumpRankWeightsHook')]
+        custom_hooks = [dict(type='SyncBuffersHook'), dict(type='DumpRankWeightsHook'),
+                        dict(type='PauseHook')]
     ''')
 
 
-def _dist_train_cmd(config: Path, work_dir: Path, *args: str) -> tuple[list[str], dict]:
+def _dist_train_cmd(config: Path, work_dir: Path, *args: str,
+                    **env_extra: str) -> tuple[list[str], dict]:
     # A rank that aborts prints where it was (mid-run or at interpreter shutdown).
     env = _env(PYTHON=sys.executable, MASTER_PORT=str(free_port()), PYTHONFAULTHANDLER='1',
-               PYTHONPATH=f'{REPO_ROOT}{os.pathsep}{config.parent}')
+               **env_extra)
     return ['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir', str(work_dir),
             *args], env
 
@@ -162,46 +141,90 @@ def test_two_process_gloo_training_keeps_ranks_identical(two_process_run):
         torch.testing.assert_close(final['state_dict'][key], rank0[key], rtol=0, atol=0, msg=key)
 
 
-def test_sigkill_then_resume_matches_an_uninterrupted_run(data_root, tmp_path):
-    config = _leaf_config(tmp_path, data_root)
-    _run(_train_cmd(config, tmp_path / 'reference'))
-    reference = _final_weights(tmp_path / 'reference')
+@pytest.fixture(scope='module')
+def single_process_run(data_root, tmp_path_factory):
+    """An uninterrupted one-process run: (config, its final weights)."""
+    folder = tmp_path_factory.mktemp('single_process')
+    config = _leaf_config(folder, data_root)
+    _run(_train_cmd(config, folder / 'reference'))
+    return config, _final_weights(folder / 'reference')
 
+
+def _assert_same_weights(resumed: dict, reference: dict) -> None:
+    assert resumed.keys() == reference.keys()
+    for key in reference:
+        torch.testing.assert_close(resumed[key], reference[key], rtol=0, atol=0, msg=key)
+
+
+def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 240) -> None:
+    """Waits for a file the run writes (an event, not a duration)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, f'training exited before {path.name} appeared'
+        assert time.monotonic() < deadline, f'no {path.name} within {timeout} s'
+        time.sleep(0.02)
+
+
+def _paused_run(cmd: list[str], env: dict, work_dir: Path, at: int, log: Path,
+                ranks: int = 1) -> tuple[subprocess.Popen, list[int]]:
+    """Starts a run held by PauseHook at the start of iteration ``at``: (process, rank pids)."""
+    env = dict(env, PAUSE_AT=str(at))
+    with open(log, 'w') as out:
+        process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    for rank in range(ranks):
+        _wait_for(work_dir / f'paused{rank}', process)
+    return process, [int((work_dir / f'paused{rank}').read_text()) for rank in range(ranks)]
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(single_process_run, tmp_path):
+    config, reference = single_process_run
     victim_dir = tmp_path / 'victim'
-    victim = subprocess.Popen(_train_cmd(config, victim_dir), cwd=REPO_ROOT, env=_env(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Held in iteration 3, after the checkpoint of iteration 2.
+    victim, _ = _paused_run(_train_cmd(config, victim_dir), _env(), victim_dir, 3,
+                            tmp_path / 'victim.log')
     try:
-        deadline = time.monotonic() + 240
-        while not (victim_dir / 'last_checkpoint').exists():
-            assert victim.poll() is None, 'training exited before its first checkpoint'
-            assert time.monotonic() < deadline, 'no checkpoint within 240 s'
-            time.sleep(0.02)
-        time.sleep(0.2)  # into the next iteration (about 0.35 s each here)
         victim.send_signal(signal.SIGKILL)
     finally:
         victim.kill()
         victim.wait()
     assert victim.returncode == -signal.SIGKILL
     pointer = (victim_dir / 'last_checkpoint').read_text()
-    assert not pointer.endswith(f'iter_{MAX_ITERS}.pth'), 'the run finished before the kill'
-    assert Path(pointer).is_file()
+    assert pointer == str(victim_dir / 'iter_2.pth') and Path(pointer).is_file()
 
     log = _run(_train_cmd(config, victim_dir, '--resume'))
-    resumed_iter = int(log.split('resumed epoch: 0, iter: ')[1].split()[0])
-    assert 0 < resumed_iter < MAX_ITERS
-    resumed = _final_weights(victim_dir)
-    assert resumed.keys() == reference.keys()
-    for key in reference:
-        torch.testing.assert_close(resumed[key], reference[key], rtol=0, atol=0, msg=key)
+    assert 'resumed epoch: 0, iter: 2' in log
+    _assert_same_weights(_final_weights(victim_dir), reference)
     assert sorted(p.name for p in victim_dir.glob('*.pth')) == [f'iter_{MAX_ITERS}.pth']
 
 
-def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, f'training exited before {path.name} appeared'
-        assert time.monotonic() < deadline, f'no {path.name} within {timeout} s'
-        time.sleep(0.02)
+def test_sigterm_saves_its_iteration_exits_143_and_resume_matches(single_process_run,
+                                                                  tmp_path):
+    config, reference = single_process_run
+    at = random.Random().randint(1, MAX_ITERS - 1)
+    work_dir = tmp_path / 'work'
+    run, _ = _paused_run(_train_cmd(config, work_dir), _env(), work_dir, at,
+                         tmp_path / 'run.log')
+    try:
+        run.send_signal(signal.SIGTERM)
+        (work_dir / 'go').touch()
+        run.wait(timeout=120)
+    finally:
+        run.kill()
+        run.wait()
+    output = (tmp_path / 'run.log').read_text()
+    assert run.returncode == 128 + signal.SIGTERM, f'stopped at {at}:\n{output[-3000:]}'
+    saved = work_dir / f'iter_{at}.pth'
+    [line] = [line for line in output.splitlines() if 'interrupted by SIGTERM' in line]
+    assert f'interrupted by SIGTERM after iteration {at}: saved {saved}; resume with: ' in line
+    assert load_checkpoint_file(saved)['meta']['iter'] == at
+    assert 'Traceback' not in output
+
+    command = line.split('; resume with: ')[1].strip()
+    (work_dir / 'go').unlink()
+    log = _run(['bash', '-c', command])
+    assert f'resumed epoch: 0, iter: {at}' in log
+    _assert_same_weights(_final_weights(work_dir), reference)
 
 
 @pytest.mark.slow
@@ -210,36 +233,64 @@ def test_a_killed_rank_takes_the_job_down_and_resume_matches_both_ranks(two_proc
     config, reference_dir, _ = two_process_run
     work_dir = tmp_path / 'work'
     cmd, env = _dist_train_cmd(config, work_dir)
-    with open(tmp_path / 'killed_job.log', 'w') as log:
-        job = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            _wait_for(work_dir / 'last_checkpoint', job)
-            _wait_for(work_dir / 'rank1.pid', job)
-            time.sleep(0.3)  # into the next iteration
-            pids = [int((work_dir / f'rank{rank}.pid').read_text()) for rank in (0, 1)]
-            os.kill(pids[1], signal.SIGKILL)
-            # torchrun stops the other rank and fails the job (no restarts by default).
-            job.wait(timeout=120)
-        finally:
-            job.kill()
-            job.wait()
+    # Held in iteration 3, after the checkpoint of iteration 2.
+    job, pids = _paused_run(cmd, env, work_dir, 3, tmp_path / 'killed_job.log', ranks=2)
+    try:
+        os.kill(pids[1], signal.SIGKILL)
+        # torchrun stops the other rank and fails the job (no restarts by default).
+        job.wait(timeout=120)
+    finally:
+        job.kill()
+        job.wait()
     output = (tmp_path / 'killed_job.log').read_text()
     assert job.returncode != 0, output[-3000:]
     assert re.search(rf'exitcode\s*:\s*-9 \(pid: {pids[1]}\)', output), output[-3000:]
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    pointer = (work_dir / 'last_checkpoint').read_text()
-    assert not pointer.endswith(f'iter_{MAX_ITERS}.pth'), 'the job finished before the kill'
+    assert (work_dir / 'last_checkpoint').read_text() == str(work_dir / 'iter_2.pth')
 
     log = _run(*_dist_train_cmd(config, work_dir, '--resume'))
-    resumed_iter = int(log.split('resumed epoch: 0, iter: ')[1].split()[0])
-    assert 0 < resumed_iter < MAX_ITERS
+    assert 'resumed epoch: 0, iter: 2' in log
     for resumed, reference in zip(_rank_weights(work_dir), _rank_weights(reference_dir)):
-        assert resumed.keys() == reference.keys()
-        for key in reference:
-            torch.testing.assert_close(resumed[key], reference[key], rtol=0, atol=0, msg=key)
+        _assert_same_weights(resumed, reference)
     assert not list(work_dir.glob(f'.*{TMP_SUFFIX}'))
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_stops_both_ranks_at_one_iteration_and_resume_matches(
+        two_process_run, tmp_path):
+    config, reference_dir, _ = two_process_run
+    at = random.Random().randint(1, MAX_ITERS - 1)
+    work_dir = tmp_path / 'work'
+    cmd, env = _dist_train_cmd(config, work_dir)
+    # What Slurm, docker stop and Kubernetes do: SIGTERM to the launcher, which passes it on.
+    job, pids = _paused_run(cmd, env, work_dir, at, tmp_path / 'job.log', ranks=2)
+    try:
+        job.send_signal(signal.SIGTERM)
+        # The ranks go on once torchrun has passed the signal on to both (it says so).
+        deadline = time.monotonic() + 60
+        while (tmp_path / 'job.log').read_text().count('closing signal SIGTERM') < 2:
+            assert time.monotonic() < deadline, (tmp_path / 'job.log').read_text()[-3000:]
+            time.sleep(0.02)
+        (work_dir / 'go').touch()
+        job.wait(timeout=120)
+    finally:
+        job.kill()
+        job.wait()
+    output = (tmp_path / 'job.log').read_text()
+    assert job.returncode != 0, output[-3000:]
+    saved = work_dir / f'iter_{at}.pth'
+    assert f'interrupted by SIGTERM after iteration {at}: saved {saved}' in output, \
+        f'stopped at {at}:\n{output[-3000:]}'
+    assert load_checkpoint_file(saved)['meta']['iter'] == at
+    assert checkpoint_damage(saved) is None
+
+    (work_dir / 'go').unlink()
+    log = _run(*_dist_train_cmd(config, work_dir, '--resume'))
+    assert f'resumed epoch: 0, iter: {at}' in log
+    for resumed, reference in zip(_rank_weights(work_dir), _rank_weights(reference_dir)):
+        _assert_same_weights(resumed, reference)
 
 
 def test_resume_path_naming_a_damaged_file_stops_with_one_message(data_root, tmp_path):
@@ -326,3 +377,45 @@ def test_a_full_disk_ends_the_tool_with_one_message_and_its_command_resumes(data
     resumed = _run(['bash', '-c', command])
     assert 'resumed epoch: 0, iter: 4' in resumed
     assert (work_dir / f'iter_{MAX_ITERS}.pth').is_file()
+
+
+@pytest.mark.slow
+def test_a_diverging_run_stops_with_one_message_and_keeps_finite_checkpoints(data_root,
+                                                                            tmp_path):
+    config = _leaf_config(tmp_path, data_root)
+    work_dir = tmp_path / 'work'
+    output = _run(_train_cmd(config, work_dir, '--cfg-options', 'optim_wrapper.optimizer.lr=1e8',
+                             'default_hooks.checkpoint.max_keep_ckpts=2',
+                             'default_hooks.checkpoint.interval=1', 'train_cfg.max_iters=20'),
+                  returncode=1)
+    # The loss turns NaN, or first the weights after a step (with a still finite loss).
+    match = re.search(r'TrainingDiverged: training diverged at iteration (\d+): (\S+ = (nan|inf)'
+                      r'|the weights after this step are not finite)', output)
+    assert match, output[-3000:]
+    iteration = int(match.group(1))
+    assert 'Traceback' not in output and 'lower the learning rate (now ' in output
+    kept = sorted(work_dir.glob('iter_*.pth'))
+    assert kept, 'the run diverged before its first checkpoint'
+    assert all(int(path.stem.split('_')[1]) < iteration for path in kept)
+    for path in kept:
+        state = load_checkpoint_file(path)['state_dict']
+        assert all(torch.isfinite(value).all() for value in state.values()), path
+    newest = max(kept, key=lambda path: int(path.stem.split('_')[1]))
+    assert f'The newest finite checkpoint is {newest}: fix the cause, then resume from it ' \
+           f'with:\n    ' in output
+
+
+@pytest.mark.slow
+def test_a_corrupt_training_image_is_skipped_with_one_warning(data_root, tmp_path):
+    data = tmp_path / 'data'
+    shutil.copytree(data_root, data)
+    bad = data / 'images' / 'training' / 'demo_00003.jpg'
+    bad.write_bytes(os.urandom(bad.stat().st_size))
+    config = _leaf_config(tmp_path, data)
+    # 1 bad file in 8 is a share of 12.5 %: allowed here, as 1 in 240 is by default.
+    output = _run(_train_cmd(config, tmp_path / 'work', '--cfg-options',
+                             'max_bad_sample_fraction=0.2'))
+    warnings = [line for line in output.splitlines() if 'skipped a sample that cannot be read'
+                in line]
+    assert len(warnings) == 1 and str(bad) in warnings[0], output[-3000:]
+    assert (tmp_path / 'work' / f'iter_{MAX_ITERS}.pth').is_file()
