@@ -46,6 +46,7 @@ import torch
 import torch.distributed as dist
 from mmengine.logging import MMLogger
 
+from mmreplk.utils.errors import UserError
 from mmreplk.utils.timing import Clock, now, synchronize, time_call
 from .backends import DWCONV_BACKENDS, PASSES, DepthwiseBackend, Shape
 from .choice_file import ChoiceCache
@@ -166,7 +167,7 @@ class Choice:
                    dict(record.get('skipped', {})), source, float(record.get('cost', 0.0)))
 
 
-class BackendDeviceError(RuntimeError):
+class BackendDeviceError(UserError, RuntimeError):
     """A backend raised a CUDA error while ``auto`` measured it: the device is unusable now.
 
     Args:
