@@ -5,8 +5,9 @@ Measured on 2-core AVX2 x86 machines (torch 2.13, ``tools/analysis/benchmark_dwc
 * forward: oneDNN's direct depth-wise kernel on ``channels_last`` tensors is 6-15x faster than the
   NCHW path for K >= 11, which goes through im2col + GEMM; below K = 11 oneDNN runs NCHW through
   a direct kernel too, 2-3x faster than its ``channels_last`` one (K = 7 and 9);
-* input gradient: the same forward kernel on the output gradient with the kernel flipped ("same"
-  padding with an odd kernel is its own adjoint up to the flip), 1.7x faster than autograd's;
+* input gradient: the same forward kernel on the output gradient with the kernel flipped (the
+  backend's, :meth:`mmreplk.ops.backends.DepthwiseBackend.input_grad`), 1.7x faster than
+  autograd's;
 * weight gradient: PyTorch's own is pathological for large kernels (e.g. 29 s for
   (4, 384, 32, 32), K = 31). It equals, per (image, channel) plane, a depth-wise conv of the padded
   input with the output gradient as the (H x W) kernel, summed over images; run that way it takes
@@ -44,7 +45,7 @@ def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> t
 
 def conv_forward(x: torch.Tensor, weight: torch.Tensor,
                  bias: torch.Tensor | None) -> torch.Tensor:
-    """The forward alone, in plain PyTorch ops (inference, tracing, export).
+    """The forward (and, on the flipped kernel, the input gradient) in plain PyTorch ops.
 
     Args:
         x (torch.Tensor): Input (N, C, H, W).
@@ -57,19 +58,6 @@ def conv_forward(x: torch.Tensor, weight: torch.Tensor,
     dtype = _compute_dtype(x.dtype)
     out = _conv(x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype))
     return out.to(x.dtype)
-
-
-def input_grad(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Input gradient of the "same" depth-wise conv: the forward with the kernel flipped.
-
-    Args:
-        grad_out (torch.Tensor): Output gradient (N, C, H, W).
-        weight (torch.Tensor): Kernel (C, 1, K, K).
-
-    Returns:
-        torch.Tensor: The gradient, in the dtype of ``grad_out``.
-    """
-    return conv_forward(grad_out, weight.flip((2, 3)), None)
 
 
 def weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: int) -> torch.Tensor:

@@ -13,16 +13,14 @@ known to be so slow that measuring it once costs more than it can save).
 """
 from __future__ import annotations
 
-import contextlib
-import importlib
 import importlib.util
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from mmengine.registry import Registry
 
 from . import _cpu_depthwise
+from .triton import MAX_GRID_CHANNELS, TOEPLITZ_MAX_PIXELS
 
 #: Registered backends; the name is the ``impl`` that forces one.
 DWCONV_BACKENDS = Registry('depth-wise conv backend')
@@ -38,6 +36,7 @@ _TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 #: Smallest K for which ``auto`` measures the Triton kernels (see TritonKernelBackend.auto_skip).
 TRITON_MIN_KERNEL = 7
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
+
 
 
 def triton_available() -> bool:
@@ -86,8 +85,13 @@ class DepthwiseBackend:
         raise NotImplementedError
 
     def input_grad(self, grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """The gradient of the input, from the output gradient (N, C, H, W)."""
-        raise NotImplementedError
+        """The gradient of the input, from the output gradient (N, C, H, W).
+
+        "Same" padding with an odd kernel is its own adjoint up to flipping the kernel in both
+        directions, so every backend's forward computes it; a backend overrides this only to
+        run another method.
+        """
+        return self.forward(grad_out, weight.flip((2, 3)), None)
 
     def weight_grad(self, x: torch.Tensor, grad_out: torch.Tensor,
                     kernel_size: int) -> torch.Tensor:
@@ -180,32 +184,28 @@ class CPUBackend(DepthwiseBackend):
     def forward(self, x, weight, bias):
         return _cpu_depthwise.conv_forward(x, weight, bias)
 
-    def input_grad(self, grad_out, weight):
-        return _cpu_depthwise.input_grad(grad_out, weight)
-
     def weight_grad(self, x, grad_out, kernel_size):
         return _cpu_depthwise.weight_grad(x, grad_out, kernel_size)
 
 
 class TritonKernelBackend(DepthwiseBackend):
-    """Base of the backends running Triton kernels: CUDA tensors (or CPU tensors under Triton's
-    interpreter, ``TRITON_INTERPRET=1``, for tests) in fp32, fp16 or bf16."""
-
-    #: Module (relative to this package) holding the kernels, imported on first use.
-    module = ''
-
-    def kernels(self):
-        """The kernel module (imports Triton)."""
-        return importlib.import_module(f'.{self.module}', __package__)
+    """Base of the backends running mmreplk's Triton kernels (:mod:`mmreplk.ops.triton`): CUDA
+    tensors (or CPU tensors under Triton's interpreter, ``TRITON_INTERPRET=1``, for tests) in
+    fp32, fp16 or bf16. The kernel modules import Triton, so they are imported on first use."""
 
     def unsupported(self, pass_name, device, dtype, kernel_size, shape):
         if not triton_available():
             return 'needs the triton package: pip install triton (CUDA builds of torch ship it)'
-        if device.type != 'cuda' and not self.kernels().interpreting():
+        from .triton.launch import interpreting
+        if device.type != 'cuda' and not interpreting():
             return (f'the Triton kernels need a CUDA tensor, got one on {device} (or '
                     'TRITON_INTERPRET=1 set before triton is imported, for tests only)')
         if dtype not in _TRITON_DTYPES:
             return f'the Triton kernels run fp32, fp16 and bf16, got {dtype}'
+        if kernel_size % 2 == 0 or min(shape) <= 0:
+            return f'the Triton kernels need an odd K and a non-empty input, got K={kernel_size}'
+        if shape[1] > MAX_GRID_CHANNELS:
+            return f'the Triton kernels take at most {MAX_GRID_CHANNELS} channels (CUDA grid)'
         return None
 
     def auto_skip(self, pass_name, device, dtype, kernel_size, shape):
@@ -216,77 +216,64 @@ class TritonKernelBackend(DepthwiseBackend):
             return f'Triton is not measured below K = {TRITON_MIN_KERNEL}'
         return None
 
-    def passes(self) -> tuple[Callable, Callable, Callable]:
-        """The kernels' ``forward(x, w, b)``, ``input_grad(dy, w)`` and
-        ``weight_grad(x, dy, K)``, each taking contiguous tensors."""
-        raise NotImplementedError
-
-    def _launch(self, index: int, *args) -> torch.Tensor:
-        tensors = [arg.contiguous() if isinstance(arg, torch.Tensor) else arg for arg in args]
-        # Triton launches on the current device: make it the tensors'.
-        device = args[0].device
-        with torch.cuda.device(device) if device.type == 'cuda' else contextlib.nullcontext():
-            return self.passes()[index](*tensors)
-
-    def forward(self, x, weight, bias):
-        return self._launch(0, x, weight, bias)
-
-    def input_grad(self, grad_out, weight):
-        return self._launch(1, grad_out, weight)
-
-    def weight_grad(self, x, grad_out, kernel_size):
-        return self._launch(2, x, grad_out, kernel_size)
-
 
 @_register('triton')
-class TritonBackend(TritonKernelBackend):
-    """Our first Triton kernel (:mod:`mmreplk.ops._triton_depthwise`): banded products on CUDA
-    cores in fp32, tensor cores in fp16/bf16."""
-
-    module = '_triton_depthwise'
-
-    def passes(self):
-        kernels = self.kernels()
-        return (kernels.conv_forward,
-                lambda grad_out, weight: kernels.conv_forward(
-                    grad_out, weight.flip((2, 3)).contiguous(), None),
-                kernels.conv_weight_grad)
-
-
-class TritonFamilyBackend(TritonKernelBackend):
-    """A tensor-core kernel family of :mod:`mmreplk.ops._triton_tc_depthwise`, by name."""
-
-    module = '_triton_tc_depthwise'
-
-    def family(self):
-        """The :class:`~mmreplk.ops._triton_tc_depthwise.TritonKernelFamily` run."""
-        return next(f for f in self.kernels().FAMILIES if f.name == self.name)
-
-    def passes(self):
-        family = self.family()
-        return family.forward, family.input_grad, family.weight_grad
-
-    def unsupported(self, pass_name, device, dtype, kernel_size, shape):
-        why = super().unsupported(pass_name, device, dtype, kernel_size, shape)
-        if why is None and not self.family().supports(tuple(shape), kernel_size, dtype):
-            why = f'{self.name} does not cover a {tuple(shape)} {dtype} input with K={kernel_size}'
-        return why
+class TritonBandedIEEEBackend(TritonKernelBackend):
+    """The first Triton kernel (:mod:`mmreplk.ops.triton.banded_ieee`): banded products in
+    16-column slices, fp32 always fp32-accurate on CUDA-core FMAs, fp16/bf16 on tensor cores.
+    Forced by name only."""
 
     def auto_skip(self, pass_name, device, dtype, kernel_size, shape):
-        why = super().auto_skip(pass_name, device, dtype, kernel_size, shape)
-        if why is None and pass_name == 'weight_grad':
-            first = next(f for f in self.kernels().FAMILIES
-                         if f.weight_grad is self.family().weight_grad)
-            if first.name != self.name:
-                why = f'its weight gradient is the kernel of {first.name}'
-        return why
+        # Measured on an H100: 5x slower than nchw at every cell of the paper's Table 1 (K = 31,
+        # R = 16 to 64, forward and forward + backward), and 24 of the 58 first-use compiles of
+        # a RepLKNet-31B train step.
+        return 'the first Triton kernel was 5x slower than nchw at every Table-1 cell (H100)'
+
+    def forward(self, x, weight, bias):
+        from .triton import banded_ieee
+        return banded_ieee.forward(x, weight, bias)
+
+    def weight_grad(self, x, grad_out, kernel_size):
+        from .triton import banded_ieee
+        return banded_ieee.weight_grad(x, grad_out, kernel_size)
 
 
 @_register('triton_banded')
-class TritonBandedBackend(TritonFamilyBackend):
-    """Banded implicit GEMM on tensor cores: (image, output row) folded into M."""
+class TritonBandedBackend(TritonKernelBackend):
+    """Banded implicit GEMM on tensor cores (:mod:`mmreplk.ops.triton.banded`), any map size;
+    the tensor-core weight gradient (:mod:`mmreplk.ops.triton.weight_grad`)."""
+
+    def forward(self, x, weight, bias):
+        from .triton import banded
+        return banded.forward(x, weight, bias)
+
+    def weight_grad(self, x, grad_out, kernel_size):
+        from .triton import weight_grad
+        return weight_grad.weight_grad(x, grad_out, kernel_size)
 
 
 @_register('triton_toeplitz')
-class TritonToeplitzBackend(TritonFamilyBackend):
-    """Dense Toeplitz product on tensor cores, for maps small enough that every tap counts."""
+class TritonToeplitzBackend(TritonKernelBackend):
+    """Dense Toeplitz GEMM per channel on tensor cores (:mod:`mmreplk.ops.triton.toeplitz`), for
+    maps of at most 1024 pixels, where every tap counts. Its weight gradient is the one of
+    ``triton_banded``, which ``auto`` measures instead."""
+
+    def unsupported(self, pass_name, device, dtype, kernel_size, shape):
+        why = super().unsupported(pass_name, device, dtype, kernel_size, shape)
+        if why is None and shape[2] * shape[3] > TOEPLITZ_MAX_PIXELS:
+            why = (f'triton_toeplitz covers maps of at most {TOEPLITZ_MAX_PIXELS} pixels, got '
+                   f'{shape[2]} x {shape[3]}')
+        return why
+
+    def auto_skip(self, pass_name, device, dtype, kernel_size, shape):
+        if pass_name == 'weight_grad':
+            return 'its weight gradient is the kernel of triton_banded'
+        return super().auto_skip(pass_name, device, dtype, kernel_size, shape)
+
+    def forward(self, x, weight, bias):
+        from .triton import toeplitz
+        return toeplitz.forward(x, weight, bias)
+
+    def weight_grad(self, x, grad_out, kernel_size):
+        from .triton import weight_grad
+        return weight_grad.weight_grad(x, grad_out, kernel_size)

@@ -6,7 +6,7 @@ setting TRITON_INTERPRET) and by the CUDA tests.
 import torch
 import torch.nn.functional as F
 
-from mmreplk.ops._triton_tc_depthwise import TF32_PRODUCT_BOUND
+from mmreplk.ops.triton.launch import TF32_PRODUCT_BOUND
 
 
 def random_inputs(case: dict, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:

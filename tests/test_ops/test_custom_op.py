@@ -36,7 +36,7 @@ def test_opcheck(op, impl, layout, bias):
 
 
 class CountingCPUBackend(CPUBackend):
-    """Our CPU path under the name 'cpu', counting the passes it runs."""
+    """Our CPU path under the name 'cpu', counting the forward passes it runs."""
 
     def __init__(self):
         self.calls = 0
@@ -44,6 +44,13 @@ class CountingCPUBackend(CPUBackend):
     def forward(self, x, weight, bias):
         self.calls += 1
         return super().forward(x, weight, bias)
+
+    def input_grad(self, grad_out, weight):
+        # The input gradient runs the forward on the flipped kernel: a pass, not a forward pass.
+        calls = self.calls
+        grad = super().input_grad(grad_out, weight)
+        self.calls = calls
+        return grad
 
 
 def test_compiled_backbone_equals_eager_and_keeps_our_op():

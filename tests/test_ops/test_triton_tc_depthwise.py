@@ -1,4 +1,4 @@
-"""The tensor-core kernel families' Python side on any machine, and the kernels on a CUDA device.
+"""The tensor-core backends' Python side on any machine, and their kernels on a CUDA device.
 
 The interpreter tests (test_triton_tc_interpreter.py) check the kernels' arithmetic on CPU; the
 CUDA tests here run the autotuned kernels themselves and are skipped without a GPU.
@@ -16,10 +16,12 @@ pytestmark = pytest.mark.skipif(not triton_available(),
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 
 
-@pytest.fixture
-def tc():
-    from mmreplk.ops import _triton_tc_depthwise
-    return _triton_tc_depthwise
+TC_BACKENDS = ('triton_banded', 'triton_toeplitz')
+
+
+def _backend(name):
+    from mmreplk.ops import DWCONV_BACKENDS
+    return DWCONV_BACKENDS.get(name)()
 
 
 @pytest.fixture
@@ -29,75 +31,125 @@ def allow_tf32():
     torch.backends.cudnn.allow_tf32 = saved
 
 
-def test_families_interface(tc):
-    assert [family.name for family in tc.FAMILIES] == ['triton_banded', 'triton_toeplitz']
-    banded, toeplitz = tc.FAMILIES
+def test_backends_declare_what_they_cover():
+    banded, toeplitz = (_backend(name) for name in TC_BACKENDS)
+    cuda = torch.device('cuda')
+
+    def covers(backend, shape, kernel_size, dtype):
+        return backend.unsupported('forward', cuda, dtype, kernel_size, shape) is None
+
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
-        assert banded.supports((64, 384, 128, 128), 31, dtype)
-        assert toeplitz.supports((64, 384, 32, 32), 31, dtype)
-    assert not toeplitz.supports((64, 384, 33, 32), 31, torch.float32), 'T would not be small'
-    assert not banded.supports((2, 3, 8, 8), 30, torch.float32), 'even kernel'
-    assert not banded.supports((2, 3, 8, 8), 31, torch.float64)
-    assert not banded.supports((0, 3, 8, 8), 31, torch.float32)
-    assert not banded.supports((1, 70000, 8, 8), 31, torch.float32), 'grid limit on channels'
+        assert covers(banded, (64, 384, 128, 128), 31, dtype)
+        assert covers(toeplitz, (64, 384, 32, 32), 31, dtype)
+    assert not covers(toeplitz, (64, 384, 33, 32), 31, torch.float32), 'T would not be small'
+    assert not covers(banded, (2, 3, 8, 8), 30, torch.float32), 'even kernel'
+    assert not covers(banded, (2, 3, 8, 8), 31, torch.float64)
+    assert not covers(banded, (0, 3, 8, 8), 31, torch.float32)
+    assert not covers(banded, (1, 70000, 8, 8), 31, torch.float32), 'grid limit on channels'
+    from mmreplk.ops.triton import toeplitz as toeplitz_module
+    assert toeplitz_module.TOEPLITZ_MAX_PIXELS == 32 * 32
 
 
-def test_dot_precision_follows_allow_tf32_at_call_time(tc, allow_tf32):
+def test_dot_precision_follows_allow_tf32_at_call_time(allow_tf32):
+    from mmreplk.ops.triton.launch import dot_precision
     torch.backends.cudnn.allow_tf32 = True
-    assert tc.dot_precision(torch.float32) == 'tf32'
+    assert dot_precision(torch.float32) == 'tf32'
     torch.backends.cudnn.allow_tf32 = False
-    assert tc.dot_precision(torch.float32) == 'ieee'
+    assert dot_precision(torch.float32) == 'ieee'
     # fp16/bf16 run on tensor cores whatever the switch says; 'ieee' only names no TF32 rounding.
-    assert tc.dot_precision(torch.bfloat16) == tc.dot_precision(torch.float16) == 'ieee'
+    assert dot_precision(torch.bfloat16) == dot_precision(torch.float16) == 'ieee'
 
 
 @pytest.mark.parametrize('kernel_size, width, tile', [(31, 64, (32, 64)), (31, 16, (16, 16)),
                                                       (13, 64, (16, 32)), (7, 5, (16, 16)),
                                                       (31, 24, (32, 32))])
-def test_wgrad_tile_covers_the_band_or_the_row(tc, kernel_size, width, tile):
-    block_w, span = tc.wgrad_tile(kernel_size, width)
+def test_wgrad_tile_covers_the_band_or_the_row(kernel_size, width, tile):
+    from mmreplk.ops.triton.weight_grad import tile as wgrad_tile
+    block_w, span = wgrad_tile(kernel_size, width)
     assert (block_w, span) == tile
     assert span >= min(width, block_w + kernel_size - 1)
 
 
-def test_autotuning_is_keyed_on_size_buckets(tc, monkeypatch):
-    """Sizes of one power-of-two bucket reach the autotuner with one key (no new tuning)."""
+@pytest.mark.parametrize('kernel_size', [3, 7, 13, 19, 27, 29, 31, 33])
+@pytest.mark.parametrize('width', [8, 16, 24, 40, 64, 96, 128, 256])
+def test_wgrad_slices_start_aligned_and_cover_the_band(kernel_size, width):
+    """Where W % 8 == 0 every tile's first input column is a multiple of 8 (16-byte loads) and
+    its SPAN columns still reach the last column its band reads (the kernel's ``base``)."""
+    from mmreplk.ops.triton.weight_grad import tile as wgrad_tile
+    block_w, span = wgrad_tile(kernel_size, width)
+    pad = kernel_size // 2
+    for w0 in range(0, width, block_w):
+        base = max(0, min(max(0, w0 - pad) // 8 * 8, width - span))
+        assert base % 8 == 0
+        assert base <= max(0, w0 - pad)
+        assert base + span >= min(width, w0 + block_w + pad), (w0, base, span)
+
+
+def test_autotuning_is_keyed_on_size_buckets(monkeypatch):
+    """Sizes of one power-of-two bucket reach the autotuner with one key (no new tuning), and
+    every kernel launches through the one launch helper."""
+    from mmreplk.ops.triton import banded, launch, toeplitz, weight_grad
     launches = []
 
     class Recorder:
         def __init__(self, kernel):
-            self.arg_names = kernel.arg_names
+            self.arg_names = kernel.fn.arg_names
 
         def __getitem__(self, grid):
-            def launch(*args, **kwargs):
+            def run(*args, **kwargs):
                 launches.append({**dict(zip(self.arg_names, args)), **kwargs})
-            return launch
+            return run
 
-    key_names = ['N_BUCKET', 'H_BUCKET', 'W_BUCKET', 'K', 'PRECISION', 'ALIGN']
-    for name, tuned in tc._TUNED.items():
-        assert list(tuned.keys) == key_names, name
-        assert 2 <= len(tuned.configs) <= 4, f'{name}: keep the candidate list short'
-        monkeypatch.setitem(tc._TUNED, name, Recorder(tc._KERNELS[name]))
-    monkeypatch.setattr(tc, 'interpreting', lambda: False)
-    monkeypatch.setattr(tc, '_check_device', lambda x: None)
+    kernels = (banded.FORWARD, toeplitz.FORWARD, weight_grad.WEIGHT_GRAD)
+    for kernel in kernels:
+        assert list(kernel.tuned.keys) == launch.TUNING_KEY
+        assert 2 <= len(kernel.tuned.configs) <= 4, 'keep the candidate list short'
+        monkeypatch.setattr(kernel, 'tuned', Recorder(kernel))
+    monkeypatch.setattr(launch, 'interpreting', lambda: False)
+    monkeypatch.setattr(launch, 'check_device', lambda tensor: None)
     weight = torch.randn(3, 1, 13, 13)
     for shape in [(5, 3, 17, 30), (7, 3, 31, 19)]:
         x = torch.randn(shape)
-        for family in tc.FAMILIES:
-            family.forward(x, weight, None)
-            family.input_grad(x, weight)
-        tc.banded_weight_grad(x, x, 13)
+        for name in TC_BACKENDS:
+            _backend(name).forward(x, weight, None)
+            _backend(name).input_grad(x, weight)
+        _backend('triton_banded').weight_grad(x, x, 13)
     assert len(launches) == 2 * 5
-    keys = {tuple(launch[key] for key in key_names) for launch in launches}
-    assert keys == {(8, 32, 32, 13, tc.dot_precision(torch.float32), 1)}
+    keys = {tuple(launch_args[key] for key in launch.TUNING_KEY) for launch_args in launches}
+    assert keys == {(8, 32, 32, 13, launch.dot_precision(torch.float32), 1)}
 
 
-def test_cpu_tensor_without_interpreter_is_refused(tc):
+def test_autotuners_cache_on_disk_and_prune_per_launch():
+    """A second process re-tunes nothing (Triton's on-disk autotune cache, where this Triton has
+    one), and the candidates a launch tunes follow its precision and tile."""
+    import inspect
+
+    import triton
+
+    from mmreplk.ops.triton import banded, banded_ieee, toeplitz, weight_grad
+    kernels = (banded.FORWARD, toeplitz.FORWARD, weight_grad.WEIGHT_GRAD) + banded_ieee.KERNELS
+    if 'cache_results' in inspect.signature(triton.autotune).parameters:
+        assert all(kernel.tuned.cache_results for kernel in kernels)
+    x = {'x_ptr': torch.empty(1, 1, 1, 1)}
+    configs = banded.FORWARD.tuned.configs
+    on_fmas = banded.FORWARD._prune(configs, x, PRECISION='ieee')
+    assert [config.kwargs for config in on_fmas] == [
+        tiles for tiles, _, _ in banded.FORWARD.candidates if tiles != banded.TENSOR_CORE_ONLY]
+    assert banded.FORWARD._prune(configs, x, PRECISION='tf32') == configs
+    bf16 = {'x_ptr': torch.empty(1, 1, 1, 1, dtype=torch.bfloat16)}
+    assert banded.FORWARD._prune(configs, bf16, PRECISION='ieee') == configs
+    configs = weight_grad.WEIGHT_GRAD.tuned.configs
+    for span, groups in ((16, [4]), (32, [4, 2]), (64, [1, 4, 2])):
+        kept = weight_grad.WEIGHT_GRAD._prune(configs, x, PRECISION='tf32', SPAN=span)
+        assert [config.kwargs['GROUP'] for config in kept] == groups, span
+
+
+def test_cpu_tensor_without_interpreter_is_refused():
     x = torch.randn(1, 2, 8, 8)
     weight = torch.randn(2, 1, 7, 7)
-    for family in tc.FAMILIES:
+    for name in TC_BACKENDS:
         with pytest.raises(RuntimeError, match='needs a CUDA tensor'):
-            family.forward(x, weight, None)
+            _backend(name).forward(x, weight, None)
 
 
 # (N, C, H, W, K): the dense-Toeplitz regime (K >= 2R - 1), its largest map, a wide odd one.
@@ -109,7 +161,7 @@ CUDA_MODES = ['fp32', 'tf32', 'fp16', 'bf16']
 @cuda
 @pytest.mark.parametrize('mode', CUDA_MODES)
 @pytest.mark.parametrize('shape', CUDA_SHAPES, ids=lambda shape: 'x'.join(map(str, shape)))
-def test_tc_families_match_conv2d_on_cuda(tc, allow_tf32, shape, mode):
+def test_tc_families_match_conv2d_on_cuda(allow_tf32, shape, mode):
     torch.backends.cudnn.allow_tf32 = mode == 'tf32'
     dtype = DTYPES['fp32' if mode == 'tf32' else mode]
     n, c, h, w, k = shape
@@ -121,18 +173,18 @@ def test_tc_families_match_conv2d_on_cuda(tc, allow_tf32, shape, mode):
     ref = reference(x.cpu(), weight.cpu(), grad_out.cpu())
     ref['out'] += bias.cpu().double().view(1, c, 1, 1)
     magnitude = reference(x.cpu().abs(), weight.cpu().abs(), grad_out.cpu().abs())
-    for family in tc.FAMILIES:
-        if not family.supports((n, c, h, w), k, dtype):
+    for backend in map(_backend, TC_BACKENDS):
+        if backend.unsupported('forward', x.device, dtype, k, (n, c, h, w)):
             continue
-        outputs = dict(out=family.forward(x, weight, bias),
-                       grad_x=family.input_grad(grad_out, weight),
-                       grad_w=family.weight_grad(x, grad_out, k))
+        outputs = dict(out=backend.forward(x, weight, bias),
+                       grad_x=backend.input_grad(grad_out, weight),
+                       grad_w=backend.weight_grad(x, grad_out, k))
         assert outputs['grad_w'].dtype == torch.float32
-        assert torch.equal(outputs['grad_w'], family.weight_grad(x, grad_out, k)), (
-            f'{family.name}: the weight gradient is not reproducible')
+        assert torch.equal(outputs['grad_w'], backend.weight_grad(x, grad_out, k)), (
+            f'{backend.name}: the weight gradient is not reproducible')
         for name, value in outputs.items():
             error = errors(value, ref[name], magnitude[name])
             if mode == 'tf32':
-                assert error['tf32_bound'] <= 1, (family.name, name, error)
+                assert error['tf32_bound'] <= 1, (backend.name, name, error)
             else:
-                assert error['relative'] <= TOLERANCES[mode], (family.name, name, error)
+                assert error['relative'] <= TOLERANCES[mode], (backend.name, name, error)

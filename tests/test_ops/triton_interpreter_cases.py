@@ -14,8 +14,9 @@ if os.environ.get('TRITON_INTERPRET') != '1':
 
 import torch  # noqa: E402
 
-from mmreplk.ops import _triton_depthwise as kernels  # noqa: E402
 from mmreplk.ops import depthwise_conv2d  # noqa: E402
+from mmreplk.ops.triton import banded_ieee  # noqa: E402
+from mmreplk.ops.triton.launch import interpreting  # noqa: E402
 from tc_reference import random_inputs, reference  # noqa: E402
 
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
@@ -40,15 +41,16 @@ def run_case(case: dict) -> dict:
 
     errors = {}
     if case.get('all_configs'):
-        flipped = weight.flip((2, 3)).contiguous()
-        for fwd, wgrad in itertools.zip_longest(kernels._FWD_SHAPES, kernels._WGRAD_SHAPES):
-            fwd, wgrad = fwd or kernels._FWD_SHAPES[0], wgrad or kernels._WGRAD_SHAPES[0]
-            fwd_config = dict(BLOCK_H=fwd[0], BLOCK_W=fwd[1])
-            wgrad_config = dict(BLOCK_H=wgrad[0], BLOCK_W=wgrad[1])
-            tag = f'fwd{fwd[0]}x{fwd[1]}/wgrad{wgrad[0]}x{wgrad[1]}'
-            outputs = dict(out=kernels.conv_forward(x, weight, bias, config=fwd_config),
-                           grad_x=kernels.conv_forward(grad_out, flipped, None, config=fwd_config),
-                           grad_w=kernels.conv_weight_grad(x, grad_out, k, config=wgrad_config))
+        flipped = weight.flip((2, 3))
+        forwards = [tiles for tiles, _, _ in banded_ieee.FORWARD.candidates]
+        wgrads = [tiles for tiles, _, _ in banded_ieee.WEIGHT_GRAD.candidates]
+        for fwd, wgrad in itertools.zip_longest(forwards, wgrads):
+            fwd, wgrad = fwd or forwards[0], wgrad or wgrads[0]
+            tag = (f'fwd{fwd["BLOCK_H"]}x{fwd["BLOCK_W"]}/'
+                   f'wgrad{wgrad["BLOCK_H"]}x{wgrad["BLOCK_W"]}')
+            outputs = dict(out=banded_ieee.forward(x, weight, bias, config=fwd),
+                           grad_x=banded_ieee.forward(grad_out, flipped, None, config=fwd),
+                           grad_w=banded_ieee.weight_grad(x, grad_out, k, config=wgrad))
             for name, value in outputs.items():
                 errors[f'{name}@{tag}'] = relative_error(value, ref_grads[name])
         return errors
@@ -67,6 +69,6 @@ def run_case(case: dict) -> dict:
 
 
 if __name__ == '__main__':
-    assert kernels.interpreting(), 'the kernels were not built for the interpreter'
+    assert interpreting(), 'the kernels were not built for the interpreter'
     cases = json.loads(sys.argv[1])
     print(json.dumps({case['name']: run_case(case) for case in cases}))

@@ -13,7 +13,6 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmreplk.models.layers import ConvBN, ConvFFN, RepLKBlock
 from mmreplk.models.reparameterize import reparameterize
-from mmreplk.ops import set_depthwise_impl
 from .replknet_weights import ARCH_KEYS, ARCH_SETTINGS, load_backbone_weights
 
 _FROM_ARCH = object()
@@ -35,6 +34,8 @@ class RepLKNetStage(BaseModule):
         norm_intermediate_features (bool): Give the stage output a norm layer; otherwise
             ``norm`` is an identity with no parameters.
         deploy (bool): Build the folded form directly.
+        dwconv_impl (str): Implementation of the depth-wise convs, see
+            :func:`mmreplk.ops.depthwise_conv2d`. Defaults to 'auto'.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
@@ -50,12 +51,14 @@ class RepLKNetStage(BaseModule):
                  with_cp: bool,
                  norm_intermediate_features: bool,
                  deploy: bool,
+                 dwconv_impl: str = 'auto',
                  init_cfg: dict | None = None) -> None:
         super().__init__(init_cfg=init_cfg)
         blocks = []
         for i in range(num_blocks):
             blocks.append(RepLKBlock(channels, int(channels * dw_ratio), kernel_size, small_kernel,
-                                     drop_path_rates[i], norm_cfg, with_cp, deploy))
+                                     drop_path_rates[i], norm_cfg, with_cp, deploy,
+                                     dwconv_impl=dwconv_impl))
             blocks.append(ConvFFN(channels, int(channels * ffn_ratio), drop_path_rates[i], norm_cfg,
                                   with_cp, deploy))
         self.blocks = nn.ModuleList(blocks)
@@ -170,7 +173,7 @@ class RepLKNet(BaseModule):
 
         c0 = self.channels[0]
         relu = dict(type='ReLU')
-        conv_kw = dict(norm_cfg=norm_cfg, act_cfg=relu, deploy=deploy)
+        conv_kw = dict(norm_cfg=norm_cfg, act_cfg=relu, deploy=deploy, dwconv_impl=dwconv_impl)
         self.stem = nn.ModuleList([
             ConvBN(in_channels, c0, 3, stride=2, **conv_kw),
             ConvBN(c0, c0, 3, groups=c0, **conv_kw),
@@ -188,14 +191,14 @@ class RepLKNet(BaseModule):
                 RepLKNetStage(self.channels[i], layers[i], settings['large_kernel_sizes'][i],
                               settings['small_kernel'], settings['dw_ratio'],
                               settings['ffn_ratio'], rates[start:start + layers[i]], norm_cfg,
-                              with_cp, norm_intermediate_features, deploy))
+                              with_cp, norm_intermediate_features, deploy,
+                              dwconv_impl=dwconv_impl))
             if i < self.num_stages - 1:
                 c_in, c_out = self.channels[i], self.channels[i + 1]
                 self.transitions.append(nn.Sequential(
                     ConvBN(c_in, c_out, 1, **conv_kw),
                     ConvBN(c_out, c_out, 3, stride=2, groups=c_out, **conv_kw)))
         self.dwconv_impl = dwconv_impl
-        set_depthwise_impl(self, dwconv_impl)
         self._freeze_stages()
 
     @classmethod

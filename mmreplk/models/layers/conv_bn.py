@@ -25,6 +25,8 @@ class ConvBN(BaseModule):
         norm_cfg (dict): Config of the norm layer. Defaults to ``dict(type='BN')``.
         act_cfg (dict, optional): Config of the activation, or None for none. Defaults to None.
         deploy (bool): Build the folded form directly. Defaults to False.
+        dwconv_impl (str): Implementation of a depth-wise "same" conv, see
+            :func:`mmreplk.ops.depthwise_conv2d`. Defaults to 'auto'.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
@@ -37,6 +39,7 @@ class ConvBN(BaseModule):
                  norm_cfg: dict | None = None,
                  act_cfg: dict | None = None,
                  deploy: bool = False,
+                 dwconv_impl: str = 'auto',
                  init_cfg: dict | None = None) -> None:
         super().__init__(init_cfg=init_cfg)
         norm_cfg = dict(type='BN') if norm_cfg is None else norm_cfg
@@ -44,7 +47,8 @@ class ConvBN(BaseModule):
         depthwise_same = (groups == in_channels == out_channels and stride == 1
                           and kernel_size > 1 and kernel_size % 2 == 1)
         if depthwise_same:
-            self.conv = build_depthwise_conv(out_channels, kernel_size, bias=deploy)
+            self.conv = build_depthwise_conv(out_channels, kernel_size, bias=deploy,
+                                             impl=dwconv_impl)
         else:
             self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
                                   padding=kernel_size // 2, groups=groups, bias=deploy)

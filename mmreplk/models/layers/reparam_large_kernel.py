@@ -23,6 +23,8 @@ class ReparamLargeKernelConv(BaseModule):
             ``kernel_size``), or None for no small branch. Defaults to 5.
         norm_cfg (dict, optional): Config of the norm layers. Defaults to ``dict(type='BN')``.
         deploy (bool): Build the folded form directly. Defaults to False.
+        dwconv_impl (str): Implementation of the depth-wise convs, see
+            :func:`mmreplk.ops.depthwise_conv2d`. Defaults to 'auto'.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
@@ -35,6 +37,7 @@ class ReparamLargeKernelConv(BaseModule):
                  small_kernel: int | None = 5,
                  norm_cfg: dict | None = None,
                  deploy: bool = False,
+                 dwconv_impl: str = 'auto',
                  init_cfg: dict | None = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if kernel_size % 2 == 0:
@@ -46,13 +49,14 @@ class ReparamLargeKernelConv(BaseModule):
         self.small_kernel = small_kernel
         self.deploy = deploy
         if deploy:
-            self.lkb_reparam = build_depthwise_conv(channels, kernel_size, bias=True)
+            self.lkb_reparam = build_depthwise_conv(channels, kernel_size, bias=True,
+                                                    impl=dwconv_impl)
         else:
             self.lkb_origin = ConvBN(channels, channels, kernel_size, groups=channels,
-                                     norm_cfg=norm_cfg)
+                                     norm_cfg=norm_cfg, dwconv_impl=dwconv_impl)
             if small_kernel is not None:
                 self.small_conv = ConvBN(channels, channels, small_kernel, groups=channels,
-                                         norm_cfg=norm_cfg)
+                                         norm_cfg=norm_cfg, dwconv_impl=dwconv_impl)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.deploy:

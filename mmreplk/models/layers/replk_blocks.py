@@ -47,6 +47,8 @@ class RepLKBlock(_ResidualBlock):
         norm_cfg (dict, optional): Config of the norm layers. Defaults to ``dict(type='BN')``.
         with_cp (bool): Use gradient checkpointing. Defaults to False.
         deploy (bool): Build the folded form directly. Defaults to False.
+        dwconv_impl (str): Implementation of the depth-wise convs, see
+            :func:`mmreplk.ops.depthwise_conv2d`. Defaults to 'auto'.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
@@ -59,6 +61,7 @@ class RepLKBlock(_ResidualBlock):
                  norm_cfg: dict | None = None,
                  with_cp: bool = False,
                  deploy: bool = False,
+                 dwconv_impl: str = 'auto',
                  init_cfg: dict | None = None) -> None:
         super().__init__(drop_path_rate, with_cp, deploy, init_cfg)
         norm_cfg = dict(type='BN') if norm_cfg is None else norm_cfg
@@ -66,7 +69,8 @@ class RepLKBlock(_ResidualBlock):
         self.pw1 = ConvBN(in_channels, dw_channels, 1, norm_cfg=norm_cfg,
                           act_cfg=dict(type='ReLU'), deploy=deploy)
         self.large_kernel = ReparamLargeKernelConv(dw_channels, kernel_size, small_kernel,
-                                                   norm_cfg=norm_cfg, deploy=deploy)
+                                                   norm_cfg=norm_cfg, deploy=deploy,
+                                                   dwconv_impl=dwconv_impl)
         self.lk_nonlinear = nn.ReLU()
         self.pw2 = ConvBN(dw_channels, in_channels, 1, norm_cfg=norm_cfg, deploy=deploy)
 

@@ -141,6 +141,26 @@ def test_norm_cfg_reaches_every_norm_layer():
         RepLKNet(arch=TINY_ARCH, norm_cfg=dict(type='GN', num_groups=4), deploy=True)
 
 
+@pytest.mark.parametrize('deploy', [False, True])
+def test_dwconv_impl_reaches_every_depthwise_conv(deploy):
+    from mmreplk.ops import DepthwiseConv2d
+    model = RepLKNet(arch=TINY_ARCH, dwconv_impl='channels_last', deploy=deploy)
+    convs = [m for m in model.modules() if isinstance(m, DepthwiseConv2d)]
+    # The 3x3 stem conv, and per block the large kernel (and its small kernel unless folded).
+    assert len(convs) == 1 + sum(TINY_ARCH['layers']) * (1 if deploy else 2)
+    assert {conv.impl for conv in convs} == {'channels_last'}
+    assert model.dwconv_impl == 'channels_last'
+    with pytest.raises(ValueError, match='unknown depth-wise conv impl'):
+        RepLKNet(arch=TINY_ARCH, dwconv_impl='cutlass')
+
+
+def test_folded_convs_keep_the_impl():
+    model = RepLKNet(arch=TINY_ARCH, dwconv_impl='nchw').eval()
+    reparameterize(model)
+    convs = [m for m in model.modules() if type(m).__name__ == 'DepthwiseConv2d']
+    assert convs and {conv.impl for conv in convs} == {'nchw'}
+
+
 def test_sync_bn_from_config():
     model = RepLKNet(arch=TINY_ARCH, norm_cfg=dict(type='SyncBN'))
     assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())

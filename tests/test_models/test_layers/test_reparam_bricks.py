@@ -88,3 +88,22 @@ def test_small_kernel_larger_than_large_kernel_is_rejected():
         ReparamLargeKernelConv(4, 5, 7)
     with pytest.raises(ValueError, match='odd'):
         ReparamLargeKernelConv(4, 8, 3)
+
+
+@pytest.mark.parametrize('deploy', [False, True])
+@pytest.mark.parametrize('brick_fn', [
+    lambda impl, deploy: ConvBN(6, 6, 7, groups=6, deploy=deploy, dwconv_impl=impl),
+    lambda impl, deploy: ReparamLargeKernelConv(6, 13, 5, deploy=deploy, dwconv_impl=impl),
+    lambda impl, deploy: RepLKBlock(4, 6, 13, 5, deploy=deploy, dwconv_impl=impl),
+], ids=['ConvBN', 'ReparamLargeKernelConv', 'RepLKBlock'])
+def test_dwconv_impl_travels_through_the_constructors(brick_fn, deploy):
+    """Like norm_cfg, every brick hands the impl down to its depth-wise convs at build time."""
+    from mmreplk.ops import DepthwiseConv2d
+    brick = brick_fn('cpu', deploy)
+    convs = [m for m in brick.modules() if isinstance(m, DepthwiseConv2d)]
+    assert convs and {conv.impl for conv in convs} == {'cpu'}
+    assert {m.impl for m in brick_fn('auto', deploy).modules()
+            if isinstance(m, DepthwiseConv2d)} == {'auto'}
+    if not deploy and not isinstance(brick, ConvBN):
+        brick.reparameterize()
+        assert {m.impl for m in brick.modules() if isinstance(m, DepthwiseConv2d)} == {'cpu'}
