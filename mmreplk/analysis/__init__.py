@@ -8,7 +8,7 @@ import importlib
 
 #: Public name -> the submodule defining it.
 _EXPORTS = {
-    **dict.fromkeys(('BACKBONE_FORMS', 'BackboneBenchmark', 'Timing', 'benchmark_backbone',
+    **dict.fromkeys(('BACKBONE_FAMILIES', 'BACKBONE_FORMS', 'BackboneBenchmark', 'Timing', 'benchmark_backbone',
                      'benchmark_model', 'build_backbone_forms', 'default_device',
                      'profile_forward', 'time_round_robin'), 'benchmark'),
     **dict.fromkeys(('BOOKKEEPING_KEYS', 'TrainingCurves', 'load_training_curves',
