@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The GPU checks in one call, for a GPU box without package access (one H100/H200: at most
-# 8 minutes, every first-use compile included, then a last part of UniRepLKNet rows under its own
-# limit, 1 minute by default, that a shorter slot may lose). Parts run in the order below, each under its own
-# time limit (seconds, below); a part that fails or runs out of time is recorded and the next
-# one runs. Everything goes to $OUT (default work_dirs/gpu_session) line by line as it happens,
-# so a kill at any point keeps what was done:
+# 8 minutes, every first-use compile included, then a last part of UniRepLKNet rows under its
+# own limit, 1 minute by default, that a shorter slot may lose). Parts run in the order below,
+# each under its own time limit (seconds, below); a part that fails or runs out of time is
+# recorded and the next one runs. Everything goes to $OUT (default work_dirs/gpu_session) line by
+# line as it happens, so a kill at any point keeps what was done:
 #   session.md                  one line per part started / finished (rc, seconds)
 #   env.txt                     GPU, driver, torch / CUDA / cuDNN / Triton versions
 #   <part>.log                  everything the part printed (pytest -v, benchmark log)
