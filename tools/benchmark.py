@@ -1,4 +1,4 @@
-"""Speed benchmarks: whole-model throughput, or the RepLKNet backbone's forward per implementation.
+"""Speed benchmarks: whole-model throughput, or a backbone's forward per implementation.
 
 Examples:
     # images/s of the whole model (warm-up, timed runs, median), training and deploy forms
@@ -6,6 +6,8 @@ Examples:
     # ms/image of the 31B backbone at 512x512: training form NCHW, deploy form NCHW, deploy
     # form on the optimized path, with the ratios
     python tools/benchmark.py --backbone 31B --shape 512 512
+    # the same for UniRepLKNet-T (training form: dilated branches and BNs beside each 13x13)
+    python tools/benchmark.py --backbone T --family UniRepLKNet --shape 512 512
 """
 from __future__ import annotations
 
@@ -14,17 +16,21 @@ import sys
 
 import torch
 
-from mmreplk.analysis import (BACKBONE_FORMS, benchmark_backbone, benchmark_model,
-                              build_backbone_forms, default_device, profile_forward)
+from mmreplk.analysis import (BACKBONE_FAMILIES, BACKBONE_FORMS, benchmark_backbone,
+                              benchmark_model, build_backbone_forms, default_device,
+                              profile_forward)
 from mmreplk.apis import ToolError, add_config_args, exit_on_user_error, load_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description='Benchmark a whole model from its config, or the RepLKNet backbone alone.')
+        description='Benchmark a whole model from its config, or a backbone alone.')
     parser.add_argument('config', nargs='?', help='segmentation or detection config')
     parser.add_argument('--backbone', metavar='ARCH',
-                        help='benchmark the RepLKNet backbone of this arch (31B, 31L, XL) instead')
+                        help='benchmark the backbone of this arch instead (RepLKNet: 31B, 31L, '
+                        'XL; UniRepLKNet: T, S, ...; see --family)')
+    parser.add_argument('--family', default='RepLKNet', choices=list(BACKBONE_FAMILIES),
+                        help='--backbone: the backbone family of ARCH (default RepLKNet)')
     parser.add_argument('--shape', type=int, nargs=2, default=[512, 512], metavar=('H', 'W'),
                         help='image size (default 512 512)')
     parser.add_argument('--deploy', action='store_true',
@@ -45,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if (args.config is None) == (args.backbone is None):
         parser.error('give either CONFIG or --backbone ARCH')
+    if args.config is not None and args.family != 'RepLKNet':
+        parser.error('--family goes with --backbone ARCH; a CONFIG names its own backbone')
     return args
 
 
@@ -59,12 +67,13 @@ def main(argv: list[str] | None = None) -> int:
 def _backbone(args: argparse.Namespace) -> int:
     result = benchmark_backbone(args.backbone, args.shape, args.batch_size,
                                 warmup=1 if args.warmup is None else args.warmup,
-                                runs=3 if args.runs is None else args.runs, device=args.device)
+                                runs=3 if args.runs is None else args.runs, device=args.device,
+                                family=args.family)
     print(result.table())
     print(f'deploy-auto vs deploy-nchw: {result.speedup("deploy-nchw", "deploy-auto"):.2f}x')
     if args.profile:
         device = torch.device(args.device) if args.device else default_device()
-        models = build_backbone_forms(args.backbone, list(BACKBONE_FORMS), device)
+        models = build_backbone_forms(args.backbone, list(BACKBONE_FORMS), device, args.family)
         image = torch.randn(args.batch_size, 3, *args.shape, device=device)
         for name, model in models.items():
             print(f'\n== {name} ==\n{profile_forward(model, image)}')

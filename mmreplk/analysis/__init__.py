@@ -8,9 +8,9 @@ import importlib
 
 #: Public name -> the submodule defining it.
 _EXPORTS = {
-    **dict.fromkeys(('BACKBONE_FORMS', 'BackboneBenchmark', 'Timing', 'benchmark_backbone',
-                     'benchmark_model', 'build_backbone_forms', 'default_device',
-                     'profile_forward', 'time_round_robin'), 'benchmark'),
+    **dict.fromkeys(('BACKBONE_FAMILIES', 'BACKBONE_FORMS', 'BackboneBenchmark', 'Timing',
+                     'benchmark_backbone', 'benchmark_model', 'build_backbone_forms',
+                     'default_device', 'profile_forward', 'time_round_robin'), 'benchmark'),
     **dict.fromkeys(('BOOKKEEPING_KEYS', 'TrainingCurves', 'load_training_curves',
                      'plot_training_curves', 'scalar_logs'), 'curves'),
     **dict.fromkeys(('THRESHOLDS', 'ERFResult', 'compute_erf', 'contribution_map',

@@ -1,4 +1,5 @@
-"""Throughput of a whole model, and forward latency of the RepLKNet backbone per implementation.
+"""Throughput of a whole model, and forward latency of a RepLKNet or UniRepLKNet backbone per
+implementation.
 
 Timed forms run round-robin (one timed run of each form per round) after the warm-up, and the
 median over rounds is reported, so that load changes on a shared machine affect every form alike
@@ -17,10 +18,13 @@ from mmengine.config import Config
 from torch import nn
 
 from mmreplk.apis import load_config
-from mmreplk.models import RepLKNet, reparameterize
+from mmreplk.models import RepLKNet, UniRepLKNet, reparameterize
 from mmreplk.ops import set_depthwise_impl
 from mmreplk.tasks import synthetic_image, task_adapter
 from mmreplk.utils.timing import time_round_robin
+
+#: Backbone families :func:`benchmark_backbone` builds: name -> class.
+BACKBONE_FAMILIES = {'RepLKNet': RepLKNet, 'UniRepLKNet': UniRepLKNet}
 
 #: Backbone forms of :func:`benchmark_backbone`: name -> (re-parameterized, depth-wise impl).
 BACKBONE_FORMS = {
@@ -119,12 +123,14 @@ class BackboneBenchmark:
         device (str): Device the forms ran on.
         threads (int): CPU threads torch used.
         timings (dict[str, Timing]): Per form.
+        family (str): Key of :data:`BACKBONE_FAMILIES`. Defaults to 'RepLKNet'.
     """
     arch: str
     shape: tuple[int, int]
     device: str
     threads: int
     timings: dict[str, Timing]
+    family: str = 'RepLKNet'
 
     def speedup(self, slow: str, fast: str) -> float:
         """How many times faster form ``fast`` ran than form ``slow`` (median times)."""
@@ -133,7 +139,7 @@ class BackboneBenchmark:
     def table(self) -> str:
         """Per-form ms/image and the speed-up of every form over the first one."""
         first = next(iter(self.timings))
-        lines = [f'RepLKNet-{self.arch} backbone forward, {self.shape[0]}x{self.shape[1]}, '
+        lines = [f'{self.family}-{self.arch} backbone forward, {self.shape[0]}x{self.shape[1]}, '
                  f'eval mode, {self.device} ({self.threads} threads)',
                  f'{"form":<12} {"ms/image":>10} {"speed-up vs " + first:>24}']
         for name, timing in self.timings.items():
@@ -142,14 +148,15 @@ class BackboneBenchmark:
         return '\n'.join(lines)
 
 
-def build_backbone_forms(arch: str | dict, forms: Sequence[str],
-                         device: torch.device) -> dict[str, nn.Module]:
-    """One eval-mode RepLKNet per form of :data:`BACKBONE_FORMS`, all with the same weights.
+def build_backbone_forms(arch: str | dict, forms: Sequence[str], device: torch.device,
+                         family: str = 'RepLKNet') -> dict[str, nn.Module]:
+    """One eval-mode backbone per form of :data:`BACKBONE_FORMS`, all with the same weights.
 
     Args:
-        arch (str | dict): RepLKNet arch.
+        arch (str | dict): Arch of ``family``.
         forms (Sequence[str]): Names from :data:`BACKBONE_FORMS`.
         device (torch.device): Device.
+        family (str): Key of :data:`BACKBONE_FAMILIES`. Defaults to 'RepLKNet'.
 
     Returns:
         dict[str, nn.Module]: Form name -> backbone.
@@ -157,7 +164,10 @@ def build_backbone_forms(arch: str | dict, forms: Sequence[str],
     unknown = [name for name in forms if name not in BACKBONE_FORMS]
     if unknown:
         raise ValueError(f'unknown backbone forms {unknown}; choose from {list(BACKBONE_FORMS)}')
-    train = RepLKNet(arch=arch, drop_path_rate=0.).to(device).eval()
+    if family not in BACKBONE_FAMILIES:
+        raise ValueError(f'unknown backbone family {family!r}; choose from '
+                         f'{list(BACKBONE_FAMILIES)}')
+    train = BACKBONE_FAMILIES[family](arch=arch, drop_path_rate=0.).to(device).eval()
     models = {}
     for name in forms:
         folded, impl = BACKBONE_FORMS[name]
@@ -174,24 +184,30 @@ def benchmark_backbone(arch: str | dict = '31B',
                        warmup: int = 1,
                        runs: int = 3,
                        device: str | torch.device | None = None,
-                       forms: Sequence[str] = tuple(BACKBONE_FORMS)) -> BackboneBenchmark:
-    """Forward latency of the RepLKNet backbone in training form with plain NCHW depth-wise convs,
-    in deploy form with NCHW, and in deploy form on the optimized path, in one run.
+                       forms: Sequence[str] = tuple(BACKBONE_FORMS),
+                       family: str = 'RepLKNet') -> BackboneBenchmark:
+    """Forward latency of a backbone in training form with plain NCHW depth-wise convs, in deploy
+    form with NCHW, and in deploy form on the optimized path, in one run.
+
+    For UniRepLKNet the training form includes the dilated branches beside every large kernel
+    (PyTorch's dilated conv whatever the form's impl: the op takes no dilation) and the BNs; the
+    deploy forms have them folded into the large kernel.
 
     Args:
-        arch (str | dict): RepLKNet arch. Defaults to '31B'.
+        arch (str | dict): Arch of ``family``. Defaults to '31B'.
         shape (Sequence[int]): Image (H, W). Defaults to (512, 512).
         batch_size (int): Images per forward. Defaults to 1.
         warmup (int): Untimed rounds. Defaults to 1.
         runs (int): Timed rounds. Defaults to 3.
         device (str | torch.device, optional): Defaults to :func:`default_device`.
         forms (Sequence[str]): Forms to time, from :data:`BACKBONE_FORMS`. Defaults to all.
+        family (str): Key of :data:`BACKBONE_FAMILIES`. Defaults to 'RepLKNet'.
 
     Returns:
         BackboneBenchmark: ms/image per form; ratios via :meth:`BackboneBenchmark.speedup`.
     """
     device = torch.device(device) if device is not None else default_device()
-    models = build_backbone_forms(arch, forms, device)
+    models = build_backbone_forms(arch, forms, device, family)
     height, width = shape
     image = torch.randn(batch_size, 3, height, width, device=device)
 
@@ -206,7 +222,7 @@ def benchmark_backbone(arch: str | dict = '31B',
     name = arch if isinstance(arch, str) else 'custom'
     return BackboneBenchmark(name, (height, width), str(device), torch.get_num_threads(),
                              {form: Timing(form, times, batch_size)
-                              for form, times in seconds.items()})
+                              for form, times in seconds.items()}, family)
 
 
 def profile_forward(model: nn.Module, image: torch.Tensor, row_limit: int = 15) -> str:

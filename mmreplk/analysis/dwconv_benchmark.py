@@ -10,6 +10,12 @@ Every cell is checked on its own: a forced path that cannot run it (the dense-To
 beyond its pixel limit, say) or that fails while running (out of memory, a kernel error) gives
 an ``n/a (reason)`` cell, and the table goes on with the next one.
 
+With ``unireplknet=True``, two more rows per cell at UniRepLKNet-T/S's depth-wise kernels (13 and
+3): the layer as UniRepLKNet runs it on ``auto``. 'unireplk-train' is the training form (at 13
+the large kernel plus its dilated branches, each with its BN, then the block's BN; at 3 the conv
+and its BN; BNs in training mode), 'unireplk-folded' the single biased conv they fold into. Their
+FLOP rates count the folded conv's taps, so they compare with the other rows of the column.
+
 Two FLOP counts: the paper's (every one of the K^2 taps of every output, as in its Table 1) and
 the valid taps alone (those that land inside the image, what a kernel must really compute: at
 K = 31, R = 16 fewer than a third), from which the fraction of a device's peak is given.
@@ -24,6 +30,8 @@ import torch
 import torch.nn as nn
 from mmengine.logging import MMLogger
 
+from mmreplk.models import UniRepLKNet
+from mmreplk.models.layers import UniRepLKNetBlock
 from mmreplk.ops import PASSES, DepthwiseConv2d, get_dispatcher, implementations
 from mmreplk.utils.timing import time_call
 
@@ -37,6 +45,20 @@ _PASS_LABELS = {'forward': 'fwd', 'input_grad': 'dx', 'weight_grad': 'dw'}
 
 #: One table cell: (mode, R, K).
 Cell = tuple[str, int, int]
+
+#: Rows of UniRepLKNet's depth-wise layer: label -> folded (re-parameterized).
+UNIREPLK_FORMS = {'unireplk-train': False, 'unireplk-folded': True}
+
+#: UniRepLKNet's depth-wise path, on which its rows run.
+UNIREPLK_IMPL = 'auto'
+
+
+def unireplk_kernel_sizes(archs: Sequence[str] = ('T', 'S')) -> tuple[int, ...]:
+    """The depth-wise kernel sides of UniRepLKNet archs (T and S: 3 and 13), read from their
+    arch settings."""
+    return tuple(sorted({k for arch in archs
+                         for stage in UniRepLKNet.arch_settings[arch]['kernel_sizes']
+                         for k in stage}))
 
 
 @dataclass(frozen=True)
@@ -83,6 +105,33 @@ def depthwise_stack(channels: int, kernel_size: int, depth: int, impl: str) -> n
         nn.Sequential: The stack.
     """
     return nn.Sequential(*[DepthwiseConv2d(channels, kernel_size, impl=impl) for _ in range(depth)])
+
+
+def unireplk_stack(channels: int, kernel_size: int, depth: int, folded: bool,
+                   impl: str = UNIREPLK_IMPL) -> nn.Sequential:
+    """``depth`` depth-wise layers of UniRepLKNet's block (its ``dwconv`` and ``norm``), in
+    training form (BNs in training mode) or folded into one biased conv each.
+
+    The layers are taken from :class:`~mmreplk.models.layers.UniRepLKNetBlock`, which decides
+    what runs beside a kernel of this size and how it folds.
+
+    Args:
+        channels (int): Channels.
+        kernel_size (int): Kernel side UniRepLKNet supports (3, 5, 7..17 odd).
+        depth (int): Number of layers.
+        folded (bool): Re-parameterize each layer.
+        impl (str): Implementation of the depth-wise convs the op runs. Defaults to 'auto'.
+
+    Returns:
+        nn.Sequential: The stack.
+    """
+    layers = []
+    for _ in range(depth):
+        block = UniRepLKNetBlock(channels, kernel_size, dwconv_impl=impl)
+        if folded:
+            block.reparameterize()
+        layers.append(nn.Sequential(block.dwconv, block.norm))
+    return nn.Sequential(*layers).train(not folded)
 
 
 def stack_flops(batch_size: int, channels: int, resolution: int, kernel_size: int, depth: int,
@@ -230,7 +279,8 @@ def benchmark_depthwise(kernel_sizes: Sequence[int] = (3, 7, 13, 31),
                         cells: Sequence[Cell] | None = None,
                         budget_s: float | None = None,
                         on_result: Callable[['DepthwiseTiming'], None] | None = None,
-                        skip_what_auto_skips: Sequence[str] = ()) -> list[DepthwiseTiming]:
+                        skip_what_auto_skips: Sequence[str] = (),
+                        unireplknet: bool = False) -> list[DepthwiseTiming]:
     """Times the Table-1 stack for every (mode, R, impl, K).
 
     A cell a forced path cannot run (see :func:`cell_unsupported`) or that raises while it runs
@@ -256,9 +306,12 @@ def benchmark_depthwise(kernel_sizes: Sequence[int] = (3, 7, 13, 31),
         on_result (Callable, optional): Called with each timing as soon as it is measured (a
             report written as it goes keeps what was measured when stopped). Defaults to None.
         skip_what_auto_skips (Sequence[str]): See :func:`cell_unsupported`. Defaults to none.
+        unireplknet (bool): Also time the rows of :data:`UNIREPLK_FORMS` at the cells whose K
+            is one of :func:`unireplk_kernel_sizes` (see the module docstring). Defaults to
+            False.
 
     Returns:
-        list[DepthwiseTiming]: One entry per cell and implementation.
+        list[DepthwiseTiming]: One entry per cell and implementation (and UniRepLKNet form).
     """
     device = torch.device(device)
     unknown = [impl for impl in impls if impl not in implementations()]
@@ -270,27 +323,32 @@ def benchmark_depthwise(kernel_sizes: Sequence[int] = (3, 7, 13, 31),
         raise ValueError(f'unknown modes {bad_modes}; choose from {MODES}')
     logger = MMLogger.get_current_instance()
     results = []
+    unireplk = unireplk_kernel_sizes() if unireplknet else ()
     for mode, resolution, kernel_size in cells:
         shape = (batch_size, channels, resolution, resolution)
-        for impl in impls:
+        rows = {impl: (impl, None) for impl in impls}
+        if kernel_size in unireplk:
+            rows.update({label: (UNIREPLK_IMPL, folded)
+                         for label, folded in UNIREPLK_FORMS.items()})
+        for label, (impl, folded) in rows.items():
             why = cell_unsupported(impl, mode, device, dtype, kernel_size, shape,
-                                   skip_what_auto_skips)
+                                   skip_what_auto_skips if folded is None else ())
             timing = None
             if why is None:
                 try:
                     timing = _time_cell(mode, resolution, kernel_size, impl, shape, depth,
-                                        device, dtype, warmup, runs, budget_s)
+                                        device, dtype, warmup, runs, budget_s, label, folded)
                 except Exception as error:  # a failing cell must not end the table
                     why = _failure(error)
-                    logger.exception(f'{mode} R={resolution} K={kernel_size} {impl}: {why}')
+                    logger.exception(f'{mode} R={resolution} K={kernel_size} {label}: {why}')
                     if device.type == 'cuda':
                         torch.cuda.empty_cache()
             if timing is None:
-                timing = DepthwiseTiming(kernel_size, resolution, impl, impl, mode, None, None,
+                timing = DepthwiseTiming(kernel_size, resolution, label, label, mode, None, None,
                                          None, why)
-                logger.info(f'{mode} R={resolution} K={kernel_size} {impl}: n/a ({why})')
+                logger.info(f'{mode} R={resolution} K={kernel_size} {label}: n/a ({why})')
             else:
-                logger.info(f'{mode} R={resolution} K={kernel_size} {impl}: {timing.ms:.2f} ms'
+                logger.info(f'{mode} R={resolution} K={kernel_size} {label}: {timing.ms:.2f} ms'
                             + (f' ({timing.resolved})' if impl == 'auto' else ''))
             results.append(timing)
             if on_result is not None:
@@ -300,15 +358,17 @@ def benchmark_depthwise(kernel_sizes: Sequence[int] = (3, 7, 13, 31),
 
 def _time_cell(mode: str, resolution: int, kernel_size: int, impl: str, shape: tuple[int, ...],
                depth: int, device: torch.device, dtype: torch.dtype, warmup: int, runs: int,
-               budget_s: float | None) -> DepthwiseTiming:
+               budget_s: float | None, label: str, folded: bool | None) -> DepthwiseTiming:
+    # ``folded`` None: the plain Table-1 stack on ``impl``; else a UniRepLKNet row (``label``).
     batch_size, channels = shape[:2]
     x = torch.randn(*shape, device=device, dtype=dtype)
-    stack = depthwise_stack(channels, kernel_size, depth, impl).to(device, dtype)
+    stack = (depthwise_stack(channels, kernel_size, depth, impl) if folded is None else
+             unireplk_stack(channels, kernel_size, depth, folded, impl)).to(device, dtype)
     ms = time_stack(stack, x, mode, warmup=warmup, runs=runs, budget_s=budget_s)
     resolved = (auto_choices(device, dtype, kernel_size, shape, mode) if impl == 'auto' else impl)
     flops = stack_flops(batch_size, channels, resolution, kernel_size, depth, mode)
     valid = valid_stack_flops(batch_size, channels, resolution, kernel_size, depth, mode)
-    return DepthwiseTiming(kernel_size, resolution, impl, resolved, mode, ms, flops / ms / 1e6,
+    return DepthwiseTiming(kernel_size, resolution, label, resolved, mode, ms, flops / ms / 1e6,
                            valid / ms / 1e6)
 
 

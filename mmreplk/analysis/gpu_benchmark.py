@@ -4,7 +4,9 @@
 Sections (each line is appended to the report the moment it is known, so a time limit or a kill
 keeps what was measured so far):
 
-* ``backbone``: per backbone of :data:`BACKBONES` (RepLKNet-31B by default), the train step
+* ``backbone``: per backbone of :data:`BACKBONES` (RepLKNet-31B by default; UniRepLKNet-T/S,
+  :data:`UNIREPLKNET_BACKBONES`, on request, in training form with its dilated branches), the
+  train step
   (forward + backward, batch 8 at 512 x 512) in fp32 and under bf16 autocast, images/s and peak
   memory for ``auto`` and ``nchw`` (the path of the authors' released code: plain depth-wise
   ``nn.Conv2d`` on NCHW tensors), the first-use cost of ``auto`` (Triton compilation +
@@ -45,9 +47,13 @@ from .dwconv_benchmark import (Cell, DepthwiseTiming, benchmark_depthwise, forma
                                is_triton_backend)
 from .plots import plot_steps, plot_table1
 
-#: Backbones timed: (registry type, arch). A UniRepLKNet-T/S row is one more line here once
-#: that backbone is registered, e.g. ('UniRepLKNet', 'T').
+#: Backbones timed by default: (registry type, arch).
 BACKBONES: tuple[tuple[str, str | dict], ...] = (('RepLKNet', '31B'), )
+
+#: UniRepLKNet rows, timed on request (their own part of tools/analysis/gpu_session.sh, so the
+#: default run's time limits stay as they were).
+UNIREPLKNET_BACKBONES: tuple[tuple[str, str | dict], ...] = (('UniRepLKNet', 'T'),
+                                                              ('UniRepLKNet', 'S'))
 
 #: The paper's Table-1 cells timed: (mode, R, K).
 TABLE1_CELLS: tuple[Cell, ...] = (

@@ -2,10 +2,11 @@
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import TINY_ARCH, load_tool
 
 from mmreplk.analysis import (BACKBONE_FORMS, BackboneBenchmark, Timing, benchmark_backbone,
-                              benchmark_model, time_round_robin)
+                              benchmark_model, build_backbone_forms, time_round_robin)
 
 SEG_CONFIG = Path(__file__).parents[1] / 'data' / 'configs' / 'tiny_upernet_replknet.py'
 
@@ -24,6 +25,23 @@ def test_backbone_benchmark_times_the_three_forms():
     for timing in result.timings.values():
         assert timing.ms_per_image > 0 and len(timing.seconds) == 2
     assert 'deploy-auto' in result.table() and result.arch == 'custom'
+
+
+TINY_UNIREPLKNET = dict(depths=[1, 1, 2, 1], dims=[8, 16, 24, 32],
+                        kernel_sizes=[[3], [13], [13, 3], [13]])
+
+
+def test_backbone_benchmark_times_unireplknet_with_its_dilated_branches_folded():
+    models = build_backbone_forms(TINY_UNIREPLKNET, list(BACKBONE_FORMS), torch.device('cpu'),
+                                  family='UniRepLKNet')
+    dilated = [[n for n, _ in m.named_modules() if 'dil_conv_k3_5' in n] for m in models.values()]
+    assert dilated[0] and not dilated[1] and not dilated[2]  # training form only
+    result = benchmark_backbone(TINY_UNIREPLKNET, shape=(64, 64), warmup=0, runs=1, device='cpu',
+                                family='UniRepLKNet')
+    assert list(result.timings) == list(BACKBONE_FORMS)
+    assert result.table().startswith('UniRepLKNet-custom backbone forward, 64x64')
+    with pytest.raises(ValueError, match='unknown backbone family'):
+        build_backbone_forms('T', ['deploy-auto'], torch.device('cpu'), family='ConvNeXt')
 
 
 def test_speedup_and_table_read_the_median_times():
@@ -56,3 +74,14 @@ def test_cli(capsys):
     assert 'images/s' in printed and 'deploy vs train' in printed
     with pytest.raises(SystemExit):
         tool.main([])
+    with pytest.raises(SystemExit):
+        tool.main([str(SEG_CONFIG), '--family', 'UniRepLKNet'])
+
+
+def test_cli_backbone_family(capsys):
+    tool = load_tool('benchmark.py')
+    assert tool.main(['--backbone', 'T', '--family', 'UniRepLKNet', '--shape', '32', '32',
+                      '--warmup', '0', '--runs', '1', '--device', 'cpu']) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith('UniRepLKNet-T backbone forward, 32x32')
+    assert 'deploy-auto vs deploy-nchw' in printed

@@ -7,10 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmreplk.analysis.dwconv_benchmark import (MODES, benchmark_depthwise, cell_unsupported,
-                                               depthwise_stack, format_table, stack_flops,
-                                               time_stack, valid_stack_flops, valid_taps)
-from mmreplk.ops import DepthwiseBackend, DepthwiseDispatcher, implementations, use_dispatcher
+from mmreplk.analysis.dwconv_benchmark import (MODES, UNIREPLK_FORMS, benchmark_depthwise,
+                                               cell_unsupported, depthwise_stack, format_table,
+                                               stack_flops, time_stack, unireplk_kernel_sizes,
+                                               unireplk_stack, valid_stack_flops, valid_taps)
+from mmreplk.ops import (DepthwiseBackend, DepthwiseConv2d, DepthwiseDispatcher, implementations,
+                         use_dispatcher)
 
 from helpers import load_tool
 
@@ -41,6 +43,38 @@ def test_benchmark_covers_every_cell():
     assert len(lines) == 2 + len(MODES) * 2 * 3
     assert '| forward_backward | 9 | auto |' in table and ' dw=' in table
     assert table.count('x') >= len(MODES) * 2 * 2 * 2  # a speed-up in every non-reference cell
+
+
+def test_unireplknet_rows_time_its_layer_at_its_kernels():
+    assert unireplk_kernel_sizes() == (3, 13)
+    results = benchmark_depthwise(kernel_sizes=(3, 7, 13), resolutions=(8, ), batch_size=1,
+                                  channels=4, depth=2, impls=('nchw', ), warmup=0, runs=1,
+                                  unireplknet=True)
+    rows = [(r.mode, r.kernel_size, r.impl) for r in results]
+    assert rows == [(mode, k, impl) for mode in MODES for k in (3, 7, 13)
+                    for impl in (('nchw', ) + tuple(UNIREPLK_FORMS) if k != 7 else ('nchw', ))]
+    assert all(r.ms > 0 and r.resolved.startswith('fwd=') for r in results if r.impl != 'nchw')
+    table = format_table(results)
+    assert '| forward | 8 | unireplk-train | ' in table
+    assert re.search(r'\| forward_backward \| 8 \| unireplk-folded \| [\d.]+ ms.*\| - \| [\d.]+ ms',
+                     table)
+
+
+def test_unireplknet_stack_is_its_layer_trained_and_folded():
+    torch.manual_seed(0)
+    train = unireplk_stack(4, 13, 2, folded=False)
+    assert train.training
+    assert sum(isinstance(m, torch.nn.Conv2d) and m.dilation == (5, 5)
+               for m in train.modules()) == 2  # a dilated branch per layer
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in train.modules()) == 2 * 7
+    small = unireplk_stack(4, 3, 1, folded=False)
+    assert [type(m).__name__ for m in small[0]] == ['DepthwiseConv2d', 'BatchNorm2d']
+    folded = unireplk_stack(4, 13, 1, folded=True)
+    convs = [m for m in folded.modules() if isinstance(m, DepthwiseConv2d)]
+    assert not folded.training and len(convs) == 1 and convs[0].bias is not None
+    assert convs[0].weight.shape[-1] == 13
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert [m for m in folded.modules() if isinstance(m, torch.nn.Conv2d)] == convs
 
 
 def test_backward_mode_produces_weight_grads():
@@ -96,9 +130,21 @@ def test_tool_writes_table(tmp_path, capsys):
     assert figure.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and '](table.png)' in text
 
 
+def test_tool_adds_the_unireplknet_rows(capsys):
+    tool = load_tool('analysis/benchmark_dwconv.py')
+    argv = ['--device', 'cpu', '--kernel-sizes', '3', '--resolutions', '6', '--channels', '4',
+            '--depth', '1', '--warmup', '0', '--runs', '1', '--modes', 'forward', '--impls',
+            'nchw', '--unireplknet']
+    assert tool.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert '| forward | 6 | unireplk-train |' in printed
+    assert '| forward | 6 | unireplk-folded |' in printed
+
+
 @pytest.mark.parametrize('argv, message', [
     (['--kernel-sizes', '4'], 'must be odd'),
     (['--device', 'cuda'], 'no GPU'),
+    (['--kernel-sizes', '7', '--unireplknet'], 'none of which is in --kernel-sizes'),
 ])
 def test_tool_rejects_bad_arguments(argv, message, capfd):
     if 'cuda' in argv and torch.cuda.is_available():

@@ -95,3 +95,32 @@ def test_time_steps_counts_the_first_step_apart():
 def test_peak_of_known_gpus_only():
     assert fp32_peak_tflops(torch.device('cpu')) is None
 
+
+
+def test_backbones_select_the_unireplknet_rows():
+    tool = load_tool('analysis/benchmark_gpu.py')
+    rows = ['UniRepLKNet-T', 'UniRepLKNet-S']
+    assert tool.run_options(tool.parse_args(['--backbones', *rows]))['backbones'] == [
+        ('UniRepLKNet', 'T'), ('UniRepLKNet', 'S')]
+    # The reduced forms time one tiny backbone per family named.
+    dry = tool.run_options(tool.parse_args(['--dry-run', '--backbones', 'RepLKNet-31B', *rows]))
+    assert dry['backbones'] == [('RepLKNet', tool.TINY_ARCH),
+                                ('UniRepLKNet', tool.TINY_UNIREPLKNET)]
+    assert 'backbones' not in tool.run_options(tool.parse_args([]))  # RepLKNet-31B alone
+    with pytest.raises(SystemExit):
+        tool.parse_args(['--arch', '31L', '--backbones', 'UniRepLKNet-T'])
+
+
+def test_the_compile_count_covers_unireplknet_large_kernels():
+    from mmreplk.analysis.triton_compiles import gpu_run_calls
+    args = (('backbone', 'inference'), ('fp32', ))
+    shapes = dict(batch_size=2, size=128, second_height=96, table1_cells=(), table1_batch=1,
+                  table1_channels=1)
+    replknet = gpu_run_calls(*args, [('RepLKNet', '31B')], **shapes)
+    both = gpu_run_calls(*args, [('RepLKNet', '31B'), ('UniRepLKNet', 'T')], **shapes)
+    unireplknet = both[len(replknet):]
+    assert both[:len(replknet)] == replknet
+    # T's 13x13 kernels, its K=5 undilated branch and its 3x3 convs run through the op; the
+    # dilated branches (PyTorch's conv) do not.
+    assert {call[2] for call in unireplknet} == {3, 5, 13}
+    assert {call[0] for call in unireplknet} == {'forward', 'input_grad', 'weight_grad'}

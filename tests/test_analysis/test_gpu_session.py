@@ -22,7 +22,7 @@ ROOT = Path(__file__).parents[2]
 SESSION = ROOT / 'tools' / 'analysis' / 'gpu_session.sh'
 GPU_BOX_PYTHON = ROOT / 'tools' / 'analysis' / 'gpu_box_python.py'
 PARTS = ('setup', 'compiles', 'tests_new_kernels', 'tests_cuda', 'table1', 'backbone',
-         'inference')
+         'inference', 'unireplknet')
 
 
 def _run(args, timeout=300, **env):
@@ -69,8 +69,15 @@ def test_dry_run_walks_every_part_section_and_table1_cell(tmp_path):
     backbone = (tmp_path / 'backbone.md').read_text()
     assert backbone.count('0 buckets measured, 0 Triton tunings (expected: 0 and 0)') == 2
     assert '| auto |' in (tmp_path / 'inference.md').read_text()
+    # The UniRepLKNet part, last: its train step (a new height measures nothing there too) and
+    # folded inference, at a tiny size.
+    unireplknet = (tmp_path / 'unireplknet.md').read_text()
+    assert '### UniRepLKNet-custom train step, fp32' in unireplknet
+    assert '0 buckets measured, 0 Triton tunings (expected: 0 and 0)' in unireplknet
+    assert 'RepLKNet-custom' not in unireplknet.replace('UniRepLKNet-custom', '')
+    assert re.search(r'^- [\d:]+ unireplknet: passed', session.split('inference: passed')[1], re.M)
     for figure in ('table1_fp32', 'table1_bf16', 'table1_fp32_tf32_off', 'backbone_train_step',
-                   'inference'):
+                   'inference', 'unireplknet_train_step', 'unireplknet_inference'):
         assert (tmp_path / f'{figure}.png').read_bytes()[:4] == b'\x89PNG', figure
 
 

@@ -6,6 +6,10 @@ Examples:
     # a reduced CPU run (a few minutes on 2 cores)
     python tools/analysis/benchmark_dwconv.py --device cpu --batch-size 1 --resolutions 16 32 \
         --runs 2 --out work_dirs/dwconv_cpu.md
+    # with UniRepLKNet-T/S's depth-wise layer at its kernels 3 and 13, training form (dilated
+    # branches and BNs) and folded
+    python tools/analysis/benchmark_dwconv.py --device cpu --batch-size 1 --resolutions 16 32 \
+        --kernel-sizes 3 13 31 --runs 2 --unireplknet --out work_dirs/dwconv_cpu_unireplknet.md
 
 See :mod:`mmreplk.analysis.dwconv_benchmark`; 'auto' is the package's dispatcher, 'nchw' plain
 PyTorch. With ``--out``, the table is also drawn beside it (``<out stem>.png``: ms by kernel size,
@@ -20,7 +24,8 @@ from pathlib import Path
 import torch
 from mmengine.logging import MMLogger
 
-from mmreplk.analysis.dwconv_benchmark import MODES, benchmark_depthwise, format_table
+from mmreplk.analysis.dwconv_benchmark import (MODES, UNIREPLK_FORMS, benchmark_depthwise,
+                                               format_table, unireplk_kernel_sizes)
 from mmreplk.analysis.plots import plot_table1
 from mmreplk.apis import ToolError, exit_on_user_error
 from mmreplk.ops import implementations
@@ -49,6 +54,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--dtype', default='fp32', choices=sorted(DTYPES))
     parser.add_argument('--warmup', type=int, default=1, help='untimed passes per cell')
     parser.add_argument('--runs', type=int, default=3, help='timed passes per cell (median)')
+    parser.add_argument('--unireplknet', action='store_true',
+                        help='also time UniRepLKNet-T/S\'s depth-wise layer (rows '
+                        + ', '.join(UNIREPLK_FORMS) + ') at the --kernel-sizes it uses ('
+                        + ', '.join(map(str, unireplk_kernel_sizes())) + ')')
     parser.add_argument('--out', help='also write the table (markdown) to this file')
     return parser.parse_args(argv)
 
@@ -62,12 +71,17 @@ def main(argv: list[str] | None = None) -> int:
             raise ToolError('--device cuda given but torch sees no GPU; use --device cpu')
         if any(k % 2 == 0 for k in args.kernel_sizes):
             raise ToolError(f'--kernel-sizes must be odd, got {args.kernel_sizes}')
+        if args.unireplknet and not set(args.kernel_sizes) & set(unireplk_kernel_sizes()):
+            raise ToolError(f'--unireplknet times UniRepLKNet\'s kernel sizes '
+                            f'{list(unireplk_kernel_sizes())}, none of which is in '
+                            f'--kernel-sizes {args.kernel_sizes}; add one')
         batch = args.batch_size or DEFAULT_BATCH.get(device.type, 1)
         logger.info(f'timing {args.depth} depth-wise layers on ({batch}, {args.channels}, R, R) '
                     f'{args.dtype} on {device_name(device)}')
         results = benchmark_depthwise(args.kernel_sizes, args.resolutions, batch, args.channels,
                                       args.depth, args.impls, args.modes, device,
-                                      DTYPES[args.dtype], args.warmup, args.runs)
+                                      DTYPES[args.dtype], args.warmup, args.runs,
+                                      unireplknet=args.unireplknet)
     title = (f'{args.depth} stacked depth-wise layers, input ({batch}, {args.channels}, R, R), '
              f'{args.dtype}, {device_name(device)}, torch {torch.__version__}; '
              'ms per pass, GFLOP/s, speed-up over nchw; (..) = path auto ran')

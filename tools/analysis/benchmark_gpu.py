@@ -4,6 +4,9 @@
 Examples:
     # on one GPU (one part of tools/analysis/gpu_session.sh; each section under its own limit)
     python tools/analysis/benchmark_gpu.py --out work_dirs/gpu_benchmark.md
+    # UniRepLKNet-T and S instead of RepLKNet-31B (the last part of gpu_session.sh)
+    python tools/analysis/benchmark_gpu.py --sections backbone inference \
+        --backbones UniRepLKNet-T UniRepLKNet-S --out work_dirs/unireplknet.md
     # the reduced form on a CPU (under a minute): tiny backbone, two small Table-1 cells
     python tools/analysis/benchmark_gpu.py --device cpu --quick
     # every section and every Table-1 cell at tiny sizes, Triton kernels interpreted on the CPU
@@ -24,12 +27,23 @@ import tempfile
 import torch
 from mmengine.logging import MMLogger
 
-from mmreplk.analysis.gpu_benchmark import BACKBONES, SECTIONS, TABLE1_CELLS
+from mmreplk.analysis.gpu_benchmark import (BACKBONES, SECTIONS, TABLE1_CELLS,
+                                            UNIREPLKNET_BACKBONES, backbone_name)
 from mmreplk.utils import ToolError
 
 #: A tiny RepLKNet for the reduced forms (a CPU runs a step in well under a second).
 TINY_ARCH = dict(large_kernel_sizes=[13, 11, 9, 7], layers=[1, 1, 1, 1], channels=[8, 16, 24, 32],
                  small_kernel=5, dw_ratio=1, ffn_ratio=2)
+
+#: A tiny UniRepLKNet with both of its block kinds (13 with dilated branches, 3 plain).
+TINY_UNIREPLKNET = dict(depths=[1, 1, 2, 1], dims=[8, 16, 24, 32],
+                        kernel_sizes=[[3], [13], [13, 3], [13]])
+
+#: The tiny arch each backbone family runs in the reduced forms.
+TINY_ARCHS = {'RepLKNet': TINY_ARCH, 'UniRepLKNet': TINY_UNIREPLKNET}
+
+#: The rows --backbones selects: name -> (registry type, arch).
+BACKBONE_ROWS = {backbone_name(*row): row for row in BACKBONES + UNIREPLKNET_BACKBONES}
 
 #: The reduced form: a tiny backbone and two small Table-1 cells (a CPU runs it in seconds).
 QUICK = dict(backbones=[('RepLKNet', TINY_ARCH)], batch_size=2, size=64, second_height=56,
@@ -52,9 +66,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--sections', nargs='+', default=list(SECTIONS), choices=SECTIONS)
     parser.add_argument('--precisions', nargs='+', default=['fp32', 'bf16'],
                         choices=['fp32', 'bf16'])
-    parser.add_argument('--arch', help='time only RepLKNet of this arch (default: every '
-                        'backbone of mmreplk.analysis.gpu_benchmark.BACKBONES: '
-                        + ', '.join(f'{t}-{a}' for t, a in BACKBONES) + ')')
+    backbones = parser.add_mutually_exclusive_group()
+    backbones.add_argument('--arch', help='time only RepLKNet of this arch (default: every '
+                           'backbone of mmreplk.analysis.gpu_benchmark.BACKBONES: '
+                           + ', '.join(f'{t}-{a}' for t, a in BACKBONES) + ')')
+    backbones.add_argument('--backbones', nargs='+', choices=list(BACKBONE_ROWS),
+                           help='the backbone rows to time (default: '
+                           + ' '.join(backbone_name(*row) for row in BACKBONES) + '); the '
+                           'reduced forms time a tiny backbone of each family named')
     parser.add_argument('--batch-size', type=int, default=8, help='backbone batch (default 8)')
     parser.add_argument('--size', type=int, default=512, help='backbone image side (default 512)')
     form = parser.add_mutually_exclusive_group()
@@ -76,10 +95,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run_options(args: argparse.Namespace) -> dict:
     """Keyword arguments of run_gpu_benchmark for the chosen form."""
     if args.quick or args.dry_run:
-        return dict(QUICK if args.quick else DRY_RUN)
+        options = dict(QUICK if args.quick else DRY_RUN)
+        if args.backbones:
+            families = dict.fromkeys(BACKBONE_ROWS[name][0] for name in args.backbones)
+            options['backbones'] = [(family, TINY_ARCHS[family]) for family in families]
+        return options
     options = dict(batch_size=args.batch_size, size=args.size)
     if args.arch:
         options['backbones'] = [('RepLKNet', args.arch)]
+    elif args.backbones:
+        options['backbones'] = [BACKBONE_ROWS[name] for name in args.backbones]
     return options
 
 

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The GPU checks in one call, for a GPU box without package access (one H100/H200: at most
-# 8 minutes, every first-use compile included). Parts run in the order below, each under its own
-# time limit (seconds, below); a part that fails or runs out of time is recorded and the next
-# one runs. Everything goes to $OUT (default work_dirs/gpu_session) line by line as it happens,
-# so a kill at any point keeps what was done:
+# 8 minutes, every first-use compile included, then a last part of UniRepLKNet rows under its
+# own limit, 1 minute by default, that a shorter slot may lose). Parts run in the order below,
+# each under its own time limit (seconds, below); a part that fails or runs out of time is
+# recorded and the next one runs. Everything goes to $OUT (default work_dirs/gpu_session) line by
+# line as it happens, so a kill at any point keeps what was done:
 #   session.md                  one line per part started / finished (rc, seconds)
 #   env.txt                     GPU, driver, torch / CUDA / cuDNN / Triton versions
 #   <part>.log                  everything the part printed (pytest -v, benchmark log)
 #   junit_<part>.xml            pytest's junit report of a test part
 #   <section>.md, <section>_*.png   the benchmark report of a section and its figures
+#   unireplknet.md, unireplknet_*.png  the UniRepLKNet-T/S part's report and figures
 #
 # The GPU box has torch, Triton, numpy, pytest, timm, OpenCV, Pillow, matplotlib, rich and
 # PyYAML; these pure wheels complete it (tests/test_analysis/test_gpu_session.py checks that
@@ -32,6 +34,11 @@ LIMIT_BACKBONE=${MMREPLK_GPU_BACKBONE_S:-130}
 LIMIT_TABLE1=${MMREPLK_GPU_TABLE1_S:-130}
 LIMIT_INFERENCE=${MMREPLK_GPU_INFERENCE_S:-30}
 LIMIT_COMPILES=${MMREPLK_GPU_COMPILES_S:-40}  # the dry run's count of the real run's compiles
+# The last part, outside the 480 s: UniRepLKNet-T/S train step (fp32) and folded inference.
+LIMIT_UNIREPLKNET=${MMREPLK_GPU_UNIREPLKNET_S:-60}
+# The backbone rows of the benchmark parts (names of benchmark_gpu.py --backbones).
+DEFAULT_ROWS=(RepLKNet-31B)
+UNIREPLKNET_ROWS=(UniRepLKNet-T UniRepLKNet-S)
 # The CUDA tests of tests/test_ops (names containing cuda); those of the kernels no GPU has run
 # yet go first, with CUDA_LAUNCH_BLOCKING=1 so a fault is reported at the launch that made it.
 NEW_KERNEL_TESTS='cuda and (tc_families or triton_banded or triton_toeplitz)'
@@ -138,18 +145,24 @@ print(\"import mmreplk: ok\")"
 cp "$out/setup.log" "$out/env.txt"
 
 if [ "$mode" = dry ]; then
-  part compiles "$LIMIT_COMPILES" "${py[@]}" tools/analysis/benchmark_gpu.py --count-compiles
+  # Every backbone of the session, the UniRepLKNet part included (one Triton cache for all).
+  part compiles "$LIMIT_COMPILES" "${py[@]}" tools/analysis/benchmark_gpu.py --count-compiles \
+    --backbones "${DEFAULT_ROWS[@]}" "${UNIREPLKNET_ROWS[@]}"
   note "  $(grep -E '^expected Triton compiles' "$out/compiles.log" | tail -1)"
 fi
 tests tests_new_kernels "$LIMIT_TESTS_NEW_KERNELS" "$NEW_KERNEL_TESTS" CUDA_LAUNCH_BLOCKING=1
 tests tests_cuda "$LIMIT_TESTS_CUDA" "$OTHER_CUDA_TESTS"
-bench backbone "$LIMIT_BACKBONE" --keep-triton-cache
+bench backbone "$LIMIT_BACKBONE" --keep-triton-cache --backbones "${DEFAULT_ROWS[@]}"
 bench table1 "$LIMIT_TABLE1" --keep-triton-cache
-bench inference "$LIMIT_INFERENCE" --keep-triton-cache
+bench inference "$LIMIT_INFERENCE" --keep-triton-cache --backbones "${DEFAULT_ROWS[@]}"
+# Last, so the parts above keep their time whatever this one takes.
+part unireplknet "$LIMIT_UNIREPLKNET" "${py[@]}" tools/analysis/benchmark_gpu.py "${device[@]}" \
+  --sections backbone inference --precisions fp32 --backbones "${UNIREPLKNET_ROWS[@]}" \
+  --out "$out/unireplknet.md" --keep-triton-cache
 note "- session: $((SECONDS - start)) s in all, $failures part(s) failed or stopped"
 
 echo
-for section in backbone table1 inference; do
+for section in backbone table1 inference unireplknet; do
   [ -f "$out/$section.md" ] && grep -v '^<!--' "$out/$section.md"
 done
 [ "$failures" -eq 0 ]
