@@ -21,7 +21,7 @@ def _figure(width: float, height: float):
     return figure
 
 
-def plot_table1(results: Sequence[DepthwiseTiming], path: str | os.PathLike,
+def plot_table1(results: Sequence[DepthwiseTiming], path: str | os.PathLike | None,
                 title: str) -> Path | None:
     """Milliseconds by kernel size, one line per path, log scale; one panel per (mode, R).
 
@@ -76,7 +76,7 @@ def plot_table1(results: Sequence[DepthwiseTiming], path: str | os.PathLike,
     return _save(figure, path)
 
 
-def plot_steps(rows: Sequence[tuple[str, float]], path: str | os.PathLike,
+def plot_steps(rows: Sequence[tuple[str, float]], path: str | os.PathLike | None,
                title: str) -> Path | None:
     """Images per second by path, one horizontal bar per setting.
 
@@ -112,7 +112,10 @@ def _plain_numbers(axis) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def _save(figure, path: str | os.PathLike) -> Path:
+def _save(figure, path: str | os.PathLike | None) -> Path | None:
+    # A report without a file (printed only) has no place for its figures.
+    if path is None:
+        return None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)

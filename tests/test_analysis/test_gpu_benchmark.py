@@ -24,6 +24,15 @@ def test_cuda_without_a_gpu_exits_with_a_message(capfd):
     assert 'torch sees no GPU' in captured.out + captured.err
 
 
+def test_quick_form_without_a_report_file_prints_every_section(capsys):
+    # The tool's own example: no --out, the report goes to stdout and no figure is drawn.
+    tool = load_tool('analysis/benchmark_gpu.py')
+    assert tool.main(['--device', 'cpu', '--quick', '--sections', 'backbone', 'inference']) == 0
+    text = capsys.readouterr().out
+    assert 'train step, fp32' in text and 'folded (deploy) inference' in text
+    assert '.png' not in text
+
+
 def test_quick_form_writes_every_section(tmp_path):
     out = tmp_path / 'report.md'
     tool = load_tool('analysis/benchmark_gpu.py')
