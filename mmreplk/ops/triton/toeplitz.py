@@ -96,14 +96,9 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
         torch.Tensor: Output (N, C, H, W), contiguous, dtype of ``x``.
     """
     n, c, h, w = x.shape
-    y = torch.empty_like(x, memory_format=torch.contiguous_format)
-    constants = dict(K=weight.shape[-1], HAS_BIAS=bias is not None,
-                     PRECISION=dot_precision(x.dtype), BLOCK_IMAGES=image_block(n))
 
     def grid(meta: dict) -> tuple[int, int, int]:
         return triton.cdiv(h * w, meta['BLOCK_Q']), triton.cdiv(n, meta['BLOCK_IMAGES']), c
 
-    # The bias pointer is never read without HAS_BIAS; any tensor serves as a placeholder.
-    FORWARD.launch(grid, (x, weight, weight if bias is None else bias, y), x.shape,
-                   config=config, **constants)
-    return y
+    return FORWARD.launch_conv(grid, x, weight, bias, config, PRECISION=dot_precision(x.dtype),
+                               BLOCK_IMAGES=image_block(n))
