@@ -34,7 +34,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .launch import SIZE_ARGS, Kernel, dot_precision
+from .launch import SIZE_ARGS, Kernel, dot_acc, dot_precision
 
 
 @triton.jit(do_not_specialize=SIZE_ARGS)
@@ -91,10 +91,7 @@ def forward_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W, N_BUCKET, H_BUCKET, W
         # Toeplitz slice of kernel row i: T[l, w] = weight[i, l - w + P] inside the band.
         tap = in_cols[:, None] - out_cols[None, :] + P
         band = tl.load(w_ptr + (c * K + i) * K + tap, mask=(tap >= 0) & (tap < K), other=0.0)
-        if UPCAST:
-            a = a.to(tl.float32)
-            band = band.to(tl.float32)
-        acc = tl.dot(a, band, acc, input_precision=PRECISION)
+        acc = dot_acc(a, band, acc, PRECISION, UPCAST)
     if HAS_BIAS:
         acc += tl.load(b_ptr + c).to(tl.float32)
     tl.store(y_ptr + (plane + h * W)[:, None] + out_cols[None, :], acc.to(y_ptr.dtype.element_ty),

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 import triton
+import triton.language as tl
 from triton.runtime.interpreter import InterpretedFunction
 
 from ..precision import fp32_convs_use_tf32, width_alignment
@@ -50,6 +51,16 @@ Grid = Callable[[dict], tuple[int, ...]]
 @triton.jit
 def _probe():
     pass
+
+
+@triton.jit
+def dot_acc(a, b, acc, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+    """``acc + a @ b`` in fp32, the operands widened to fp32 first where ``UPCAST`` says so
+    (see the module docstring). Inlined into the calling kernel."""
+    if UPCAST:
+        a = a.to(tl.float32)
+        b = b.to(tl.float32)
+    return tl.dot(a, b, acc, input_precision=PRECISION)
 
 
 def interpreting() -> bool:
