@@ -51,16 +51,21 @@ class ConversionReport:
 
     def summary(self) -> str:
         """Human-readable report."""
-        form = 'deploy (re-parameterized)' if self.deploy else 'training'
-        lines = [f'RepLKNet-{self.arch} backbone, {form} form, stage norms: '
-                 f'{self.norm_intermediate_features}; wrote {self.num_tensors} tensors to '
-                 f'{self.dst}']
+        lines = [self._headline()]
         for name, keys in (('dropped', self.dropped), ('missing', self.missing)):
             if keys:
                 shown = ', '.join(keys[:8]) + (f', ... ({len(keys) - 8} more)'
                                                if len(keys) > 8 else '')
                 lines.append(f'  {name} {len(keys)} keys: {shown}')
         return '\n'.join(lines)
+
+    def _headline(self) -> str:
+        return (f'RepLKNet-{self.arch} backbone, {self._form()} form, stage norms: '
+                f'{self.norm_intermediate_features}; wrote {self.num_tensors} tensors to '
+                f'{self.dst}')
+
+    def _form(self) -> str:
+        return 'deploy (re-parameterized)' if self.deploy else 'training'
 
 
 def convert_checkpoint(src: str | os.PathLike,
@@ -128,17 +133,9 @@ class UniRepLKNetConversionReport(ConversionReport):
     """What :func:`convert_unireplknet_state_dict` found and wrote (``arch`` is 'A' .. 'XL' or
     'custom'; ``norm_intermediate_features`` is always False, UniRepLKNet has none)."""
 
-    def summary(self) -> str:
-        """Human-readable report."""
-        form = 'deploy (re-parameterized)' if self.deploy else 'training'
-        lines = [f'UniRepLKNet-{self.arch} backbone, {form} form; wrote {self.num_tensors} '
-                 f'tensors to {self.dst}']
-        for name, keys in (('dropped', self.dropped), ('missing', self.missing)):
-            if keys:
-                shown = ', '.join(keys[:8]) + (f', ... ({len(keys) - 8} more)'
-                                               if len(keys) > 8 else '')
-                lines.append(f'  {name} {len(keys)} keys: {shown}')
-        return '\n'.join(lines)
+    def _headline(self) -> str:
+        return (f'UniRepLKNet-{self.arch} backbone, {self._form()} form; wrote '
+                f'{self.num_tensors} tensors to {self.dst}')
 
 
 def convert_unireplknet_state_dict(state_dict: Mapping[str, torch.Tensor], src: str,

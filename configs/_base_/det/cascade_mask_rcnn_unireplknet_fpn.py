@@ -3,18 +3,8 @@
 # 4conv1fc GIoU box heads with SyncBN as the RepLKNet detector, and SyncBN in the backbone's blocks
 # (their mmdet backbone wrapper sets use_sync_bn=True). Leaf configs pick the arch, drop-path rate,
 # FPN input widths and the pretrained file.
-_base_ = ['./cascade_mask_rcnn_replknet_fpn.py']
+_base_ = ['./cascade_mask_rcnn_replknet_fpn.py', '../models/unireplknet.py']
 
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='UniRepLKNet',
-        arch='T',
-        out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.3,
-        norm_cfg=dict(type='SyncBN', requires_grad=True),
-        with_cp=True,
-        # Users set the authors' ImageNet file here (--cfg-options
-        # model.backbone.init_cfg.checkpoint=PATH); unset, training starts from scratch.
-        init_cfg=dict(type='Pretrained', checkpoint=None)),
+    backbone=dict(_delete_=True, **_base_.unireplknet_backbone, drop_path_rate=0.3),
     neck=dict(in_channels=[80, 160, 320, 640]))

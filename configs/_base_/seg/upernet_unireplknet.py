@@ -3,19 +3,9 @@
 # auxiliary FCN head on stage 3 with loss weight 0.4) and SyncBN everywhere, the backbone's block
 # BNs included (their mmseg backbone wrapper sets use_sync_bn=True). The same heads as the RepLKNet
 # UperNet; leaf configs pick the arch, drop-path rate, head input widths and the pretrained file.
-_base_ = ['./upernet_replknet.py']
+_base_ = ['./upernet_replknet.py', '../models/unireplknet.py']
 
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='UniRepLKNet',
-        arch='T',
-        out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.2,
-        norm_cfg=dict(type='SyncBN', requires_grad=True),
-        with_cp=True,
-        # Users set the authors' ImageNet file here (--cfg-options
-        # model.backbone.init_cfg.checkpoint=PATH); unset, training starts from scratch.
-        init_cfg=dict(type='Pretrained', checkpoint=None)),
+    backbone=dict(_delete_=True, **_base_.unireplknet_backbone, drop_path_rate=0.2),
     decode_head=dict(in_channels=[80, 160, 320, 640]),
     auxiliary_head=dict(in_channels=320))

@@ -5,14 +5,12 @@ from collections.abc import Sequence
 
 import torch
 from mmcv.cnn import build_norm_layer
-from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmreplk.models.layers import ConvBN, ConvFFN, RepLKBlock
-from mmreplk.models.reparameterize import reparameterize
+from .base import LargeKernelBackbone, linear_rates
 from .replknet_weights import ARCH_KEYS, ARCH_SETTINGS, load_backbone_weights
 
 _FROM_ARCH = object()
@@ -72,7 +70,7 @@ class RepLKNetStage(BaseModule):
 
 
 @MODELS.register_module()
-class RepLKNet(BaseModule):
+class RepLKNet(LargeKernelBackbone):
     """RepLKNet backbone with a multi-scale (FPN-ready) output.
 
     The state-dict names are those of the authors' release, so their ImageNet checkpoints load
@@ -126,6 +124,7 @@ class RepLKNet(BaseModule):
     """
 
     arch_settings = ARCH_SETTINGS
+    arch_keys = ARCH_KEYS
 
     def __init__(self,
                  arch: str | dict = '31B',
@@ -153,22 +152,11 @@ class RepLKNet(BaseModule):
             settings['ffn_ratio'] = ffn_ratio
         _check_arch(settings)
         norm_cfg = dict(type='BN') if norm_cfg is None else dict(norm_cfg)
-        if deploy and norm_cfg['type'] not in ('BN', 'SyncBN', 'BN2d', 'MMSyncBN'):
-            raise ValueError(f'deploy=True folds norm layers into convs, which needs BatchNorm; '
-                             f'got norm_cfg type {norm_cfg["type"]!r}')
-        if not 0 <= drop_path_rate < 1:
-            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate}')
 
         self.arch_setting = settings
         self.channels = list(settings['channels'])
-        self.num_stages = len(self.channels)
-        self.out_indices = _resolve_out_indices(out_indices, self.num_stages)
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], got {frozen_stages}')
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
-        self.deploy = deploy
+        self._set_common_args(len(self.channels), out_indices, norm_cfg, drop_path_rate,
+                              frozen_stages, norm_eval, with_cp, deploy, dwconv_impl)
         self.norm_intermediate_features = norm_intermediate_features
 
         c0 = self.channels[0]
@@ -182,7 +170,7 @@ class RepLKNet(BaseModule):
         ])
 
         layers = settings['layers']
-        rates = _linear_rates(drop_path_rate, sum(layers))
+        rates = linear_rates(drop_path_rate, sum(layers))
         self.stages = nn.ModuleList()
         self.transitions = nn.ModuleList()
         for i in range(self.num_stages):
@@ -198,25 +186,7 @@ class RepLKNet(BaseModule):
                 self.transitions.append(nn.Sequential(
                     ConvBN(c_in, c_out, 1, **conv_kw),
                     ConvBN(c_out, c_out, 3, stride=2, groups=c_out, **conv_kw)))
-        self.dwconv_impl = dwconv_impl
         self._freeze_stages()
-
-    @classmethod
-    def _resolve_arch(cls, arch: str | dict) -> dict:
-        if isinstance(arch, str):
-            if arch not in cls.arch_settings:
-                raise KeyError(f'unknown RepLKNet arch {arch!r}; choose one of '
-                               f'{sorted(cls.arch_settings)} or pass a dict with keys {ARCH_KEYS}')
-            return dict(cls.arch_settings[arch])
-        if not isinstance(arch, dict):
-            raise TypeError(f'arch must be a str or dict, got {type(arch).__name__}')
-        missing = [key for key in ARCH_KEYS if key not in arch]
-        if missing:
-            raise KeyError(f'custom RepLKNet arch is missing {missing}; it needs all of {ARCH_KEYS}')
-        unknown = sorted(set(arch) - set(ARCH_KEYS))
-        if unknown:
-            raise KeyError(f'custom RepLKNet arch has unknown keys {unknown}; allowed: {ARCH_KEYS}')
-        return dict(arch)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         for layer in self.stem:
@@ -240,36 +210,8 @@ class RepLKNet(BaseModule):
                 modules.append(self.transitions[i - 1])
         return modules
 
-    def _freeze_stages(self) -> None:
-        for module in self._frozen_modules():
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
-    def train(self, mode: bool = True) -> 'RepLKNet':
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for module in self.modules():
-                if isinstance(module, _BatchNorm):
-                    module.eval()
-        return self
-
-    def init_weights(self) -> None:
-        init_cfg = self.init_cfg
-        if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
-            # mmengine's generic loader cannot drop classifier keys or recognise a wrong arch.
-            logger = MMLogger.get_current_instance()
-            report = load_backbone_weights(self, init_cfg['checkpoint'],
-                                           prefix=init_cfg.get('prefix'))
-            logger.info(report.summary())
-            self._is_init = True
-            return
-        super().init_weights()
-
-    def switch_to_deploy(self) -> None:
-        """Folds every BN and small kernel of the backbone into single convs, in place."""
-        reparameterize(self)
+    def _load_pretrained(self, checkpoint: str, prefix: str | None):
+        return load_backbone_weights(self, checkpoint, prefix=prefix)
 
 
 def _check_arch(settings: dict) -> None:
@@ -293,21 +235,3 @@ def _check_arch(settings: dict) -> None:
         if settings[key] <= 0:
             raise ValueError(f'{key} must be positive, got {settings[key]}')
 
-
-def _linear_rates(last: float, count: int) -> list[float]:
-    """``count`` rates from 0 to ``last``, in plain Python so the model builds on the meta device."""
-    if count == 1:
-        return [0.]
-    return [last * i / (count - 1) for i in range(count)]
-
-
-def _resolve_out_indices(out_indices: int | Sequence[int], num_stages: int) -> tuple[int, ...]:
-    indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
-    if not indices:
-        raise ValueError('out_indices must name at least one stage')
-    resolved = []
-    for index in indices:
-        if not -num_stages <= index < num_stages:
-            raise IndexError(f'out_indices entry {index} is out of range for {num_stages} stages')
-        resolved.append(index % num_stages)
-    return tuple(sorted(set(resolved)))

@@ -5,16 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from mmengine.logging import MMLogger
-from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmreplk.models.layers import DILATED_BRANCHES, ChannelsFirstLayerNorm, UniRepLKNetBlock
 from mmreplk.models.layers.unireplk_blocks import PLAIN_KERNEL_SIZES
-from mmreplk.models.reparameterize import reparameterize
-from .replknet import _linear_rates, _resolve_out_indices
+from .base import LargeKernelBackbone, linear_rates
 from .unireplknet_keys import load_unireplknet_weights
 
 ARCH_KEYS = ('depths', 'dims', 'kernel_sizes')
@@ -24,8 +20,6 @@ _N_KERNELS = ((3, ) * 2, (13, ) * 2, (13, ) * 8, (13, ) * 2)
 _T_KERNELS = ((3, ) * 3, (13, ) * 3, (13, 3) * 9, (13, ) * 3)
 _SBLXL_KERNELS = ((3, ) * 3, (13, ) * 3, (13, 3, 3) * 9, (13, ) * 3)
 
-_BN_TYPES = ('BN', 'BN2d', 'SyncBN', 'MMSyncBN')
-
 
 def _setting(depths: tuple, width: int, kernel_sizes: tuple) -> dict:
     return dict(depths=depths, dims=(width, 2 * width, 4 * width, 8 * width),
@@ -33,7 +27,7 @@ def _setting(depths: tuple, width: int, kernel_sizes: tuple) -> dict:
 
 
 @MODELS.register_module()
-class UniRepLKNet(BaseModule):
+class UniRepLKNet(LargeKernelBackbone):
     """UniRepLKNet backbone with a multi-scale (FPN-ready) output.
 
     The state-dict names are those of the authors' release, so their ImageNet checkpoints (1K,
@@ -102,6 +96,7 @@ class UniRepLKNet(BaseModule):
         'L': _setting((3, 3, 27, 3), 192, _SBLXL_KERNELS),
         'XL': _setting((3, 3, 27, 3), 256, _SBLXL_KERNELS),
     }
+    arch_keys = ARCH_KEYS
 
     def __init__(self,
                  arch: str | dict = 'T',
@@ -122,24 +117,11 @@ class UniRepLKNet(BaseModule):
         super().__init__(init_cfg=init_cfg)
         settings = self._resolve_arch(arch)
         norm_cfg = _resolve_norm_cfg(norm_cfg, use_sync_bn)
-        if deploy and norm_cfg['type'] not in _BN_TYPES:
-            raise ValueError(f'deploy=True folds norm layers into convs, which needs BatchNorm; '
-                             f'got norm_cfg type {norm_cfg["type"]!r}')
-        if not 0 <= drop_path_rate < 1:
-            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate}')
 
         self.arch_setting = settings
         self.dims = list(settings['dims'])
-        self.num_stages = len(self.dims)
-        self.out_indices = _resolve_out_indices(out_indices, self.num_stages)
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], '
-                             f'got {frozen_stages}')
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
-        self.deploy = deploy
-        self.dwconv_impl = dwconv_impl
+        self._set_common_args(len(self.dims), out_indices, norm_cfg, drop_path_rate,
+                              frozen_stages, norm_eval, with_cp, deploy, dwconv_impl)
 
         dims = self.dims
         self.downsample_layers = nn.ModuleList([nn.Sequential(
@@ -154,7 +136,7 @@ class UniRepLKNet(BaseModule):
                 ChannelsFirstLayerNorm(dims[i + 1])))
 
         depths = settings['depths']
-        rates = _linear_rates(drop_path_rate, sum(depths))
+        rates = linear_rates(drop_path_rate, sum(depths))
         self.stages = nn.ModuleList()
         for i, depth in enumerate(depths):
             start = sum(depths[:i])
@@ -168,22 +150,7 @@ class UniRepLKNet(BaseModule):
         self._freeze_stages()
 
     @classmethod
-    def _resolve_arch(cls, arch: str | dict) -> dict:
-        if isinstance(arch, str):
-            if arch not in cls.arch_settings:
-                raise KeyError(f'unknown UniRepLKNet arch {arch!r}; choose one of '
-                               f'{list(cls.arch_settings)} or pass a dict with keys {ARCH_KEYS}')
-            return dict(cls.arch_settings[arch])
-        if not isinstance(arch, dict):
-            raise TypeError(f'arch must be a str or dict, got {type(arch).__name__}')
-        missing = [key for key in ARCH_KEYS if key not in arch]
-        if missing:
-            raise KeyError(f'custom UniRepLKNet arch is missing {missing}; it needs all of '
-                           f'{ARCH_KEYS}')
-        unknown = sorted(set(arch) - set(ARCH_KEYS))
-        if unknown:
-            raise KeyError(f'custom UniRepLKNet arch has unknown keys {unknown}; allowed: '
-                           f'{ARCH_KEYS}')
+    def _custom_arch(cls, arch: dict) -> dict:
         settings = dict(depths=tuple(arch['depths']), dims=tuple(arch['dims']),
                         kernel_sizes=tuple(tuple(ks) for ks in arch['kernel_sizes']))
         _check_arch(settings)
@@ -207,35 +174,8 @@ class UniRepLKNet(BaseModule):
                 modules.append(getattr(self, f'norm{i}'))
         return modules
 
-    def _freeze_stages(self) -> None:
-        for module in self._frozen_modules():
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
-    def train(self, mode: bool = True) -> 'UniRepLKNet':
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for module in self.modules():
-                if isinstance(module, _BatchNorm):
-                    module.eval()
-        return self
-
-    def init_weights(self) -> None:
-        init_cfg = self.init_cfg
-        if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
-            # mmengine's generic loader cannot drop classifier keys or recognise a wrong arch.
-            report = load_unireplknet_weights(self, init_cfg['checkpoint'],
-                                              prefix=init_cfg.get('prefix'))
-            MMLogger.get_current_instance().info(report.summary())
-            self._is_init = True
-            return
-        super().init_weights()
-
-    def switch_to_deploy(self) -> None:
-        """Folds the dilated branches, every BN, GRN's bias and the layer scales, in place."""
-        reparameterize(self)
+    def _load_pretrained(self, checkpoint: str, prefix: str | None):
+        return load_unireplknet_weights(self, checkpoint, prefix=prefix)
 
 
 def _resolve_norm_cfg(norm_cfg: dict | None, use_sync_bn: bool) -> dict:

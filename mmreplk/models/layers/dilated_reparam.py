@@ -3,13 +3,12 @@ kernels, folded into one large kernel."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from torch import nn
 
 from mmreplk.ops import build_depthwise_conv
-from .fusion import fuse_conv_bn
+from .fusion import centre_pad, folded_depthwise_conv, fuse_conv_bn
 
 #: The (kernel, dilation) branches beside each large kernel, as in the authors' release.
 DILATED_BRANCHES: dict[int, tuple[tuple[int, int], ...]] = {
@@ -42,14 +41,6 @@ def dilate_kernel(kernel: torch.Tensor, dilation: int) -> torch.Tensor:
     dense = kernel.new_zeros(*kernel.shape[:2], side, side)
     dense[:, :, ::dilation, ::dilation] = kernel
     return dense
-
-
-def _centre_pad(kernel: torch.Tensor, size: int) -> torch.Tensor:
-    pad = (size - kernel.shape[-1]) // 2
-    if pad < 0:
-        raise ValueError(f'a {kernel.shape[-1]}x{kernel.shape[-1]} kernel does not fit in '
-                         f'{size}x{size}')
-    return F.pad(kernel, [pad] * 4)
 
 
 class DilatedReparamBlock(BaseModule):
@@ -118,7 +109,7 @@ class DilatedReparamBlock(BaseModule):
             branch_kernel, branch_bias = fuse_conv_bn(
                 getattr(self, f'dil_conv_k{k}_{r}').weight, None,
                 getattr(self, f'dil_bn_k{k}_{r}'))
-            kernel = kernel + _centre_pad(dilate_kernel(branch_kernel, r), self.kernel_size)
+            kernel = kernel + centre_pad(dilate_kernel(branch_kernel, r), self.kernel_size)
             bias = bias + branch_bias
         return kernel, bias
 
@@ -145,10 +136,4 @@ class DilatedReparamBlock(BaseModule):
         self._set_kernel(*fuse_conv_bn(self.lk_origin.weight, self.lk_origin.bias, bn))
 
     def _set_kernel(self, kernel: torch.Tensor, bias: torch.Tensor) -> None:
-        # A fresh biased conv keeps the implementation the trained one was set to.
-        conv = build_depthwise_conv(kernel.shape[0], self.kernel_size, bias=True,
-                                    impl=self.lk_origin.impl)
-        conv.to(device=kernel.device, dtype=kernel.dtype)
-        conv.weight.copy_(kernel)
-        conv.bias.copy_(bias)
-        self.lk_origin = conv
+        self.lk_origin = folded_depthwise_conv(kernel, bias, self.lk_origin.impl)

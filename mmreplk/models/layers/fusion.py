@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmreplk.ops import build_depthwise_conv
 
 
 def _bn_scale_shift(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,3 +59,41 @@ def fuse_bn_pointwise_conv(bn: nn.Module, weight: torch.Tensor,
     if bias is not None:
         fused_bias = fused_bias + bias
     return weight * scale.reshape(1, -1, 1, 1), fused_bias
+
+
+def centre_pad(kernel: torch.Tensor, size: int) -> torch.Tensor:
+    """Zero-pads a square kernel to ``size`` x ``size`` around its centre, so that with "same"
+    padding it computes what the smaller kernel did.
+
+    Args:
+        kernel (torch.Tensor): Kernel of shape (O, I, k, k), k odd.
+        size (int): Target side, odd and at least k.
+
+    Returns:
+        torch.Tensor: Kernel of shape (O, I, size, size).
+    """
+    pad = (size - kernel.shape[-1]) // 2
+    if pad < 0:
+        raise ValueError(f'a {kernel.shape[-1]}x{kernel.shape[-1]} kernel does not fit in '
+                         f'{size}x{size}')
+    return F.pad(kernel, [pad] * 4)
+
+
+@torch.no_grad()
+def folded_depthwise_conv(kernel: torch.Tensor, bias: torch.Tensor, impl: str) -> nn.Module:
+    """A fresh biased depth-wise conv holding a folded kernel and bias.
+
+    Args:
+        kernel (torch.Tensor): Kernel of shape (C, 1, K, K).
+        bias (torch.Tensor): Bias of shape (C,).
+        impl (str): Implementation of the conv; pass the trained conv's ``impl`` so that a
+            forced implementation survives folding.
+
+    Returns:
+        nn.Module: The conv, on the kernel's device and in its dtype.
+    """
+    conv = build_depthwise_conv(kernel.shape[0], kernel.shape[-1], bias=True, impl=impl)
+    conv.to(device=kernel.device, dtype=kernel.dtype)
+    conv.weight.copy_(kernel)
+    conv.bias.copy_(bias)
+    return conv

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmreplk.ops import build_depthwise_conv
 from .conv_bn import ConvBN
+from .fusion import centre_pad, folded_depthwise_conv
 
 
 class ReparamLargeKernelConv(BaseModule):
@@ -73,8 +73,7 @@ class ReparamLargeKernelConv(BaseModule):
         kernel, bias = self.lkb_origin.get_equivalent_kernel_bias()
         if self.small_kernel is not None:
             small_kernel, small_bias = self.small_conv.get_equivalent_kernel_bias()
-            pad = (self.kernel_size - self.small_kernel) // 2
-            kernel = kernel + F.pad(small_kernel, [pad] * 4)
+            kernel = kernel + centre_pad(small_kernel, self.kernel_size)
             bias = bias + small_bias
         return kernel, bias
 
@@ -84,13 +83,7 @@ class ReparamLargeKernelConv(BaseModule):
         if self.deploy:
             return
         kernel, bias = self.get_equivalent_kernel_bias()
-        # The folded conv runs the path the trained one was set to (a forced impl survives).
-        conv = build_depthwise_conv(kernel.shape[0], self.kernel_size, bias=True,
-                                    impl=self.lkb_origin.conv.impl)
-        conv.to(device=kernel.device, dtype=kernel.dtype)
-        conv.weight.copy_(kernel)
-        conv.bias.copy_(bias)
-        self.lkb_reparam = conv
+        self.lkb_reparam = folded_depthwise_conv(kernel, bias, self.lkb_origin.conv.impl)
         del self.lkb_origin
         if self.small_kernel is not None:
             del self.small_conv

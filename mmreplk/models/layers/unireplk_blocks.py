@@ -8,7 +8,7 @@ from torch import nn
 
 from mmreplk.ops import build_depthwise_conv
 from .dilated_reparam import DilatedReparamBlock
-from .fusion import fuse_conv_bn
+from .fusion import folded_depthwise_conv, fuse_conv_bn
 from .replk_blocks import _ResidualBlock
 
 #: Kernel sizes a block runs as a plain depth-wise conv; larger ones get dilated branches.
@@ -167,13 +167,8 @@ class UniRepLKNetBlock(_ResidualBlock):
         if isinstance(self.dwconv, DilatedReparamBlock):
             self.dwconv.absorb_following_bn(self.norm)
         else:
-            kernel, bias = fuse_conv_bn(self.dwconv.weight, self.dwconv.bias, self.norm)
-            conv = build_depthwise_conv(kernel.shape[0], kernel.shape[-1], bias=True,
-                                        impl=self.dwconv.impl)
-            conv.to(device=kernel.device, dtype=kernel.dtype)
-            conv.weight.copy_(kernel)
-            conv.bias.copy_(bias)
-            self.dwconv = conv
+            self.dwconv = folded_depthwise_conv(
+                *fuse_conv_bn(self.dwconv.weight, self.dwconv.bias, self.norm), self.dwconv.impl)
         self.norm = nn.Identity()
 
         linear, bn, grn = self.pwconv2[0], self.pwconv2[2], self.act[1]

@@ -28,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .launch import SIZE_ARGS, TARGET_PROGRAMS, Kernel
+from .launch import SIZE_ARGS, TARGET_PROGRAMS, Kernel, dot_acc
 
 
 @triton.jit
@@ -69,10 +69,7 @@ def forward_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W, N_BUCKET, H_BUCKET, W
                         mask=in_ok[:, None] & col_ok[None, :], other=0.0)
             tap = span[:, None] - out_w[None, :]
             band = tl.load(w_ptr + (c * K + i) * K + tap, mask=(tap >= 0) & (tap < K), other=0.0)
-            if UPCAST:
-                a = a.to(tl.float32)
-                band = band.to(tl.float32)
-            acc = tl.dot(a, band, acc, input_precision=PRECISION)
+            acc = dot_acc(a, band, acc, PRECISION, UPCAST)
     if HAS_BIAS:
         acc += tl.load(b_ptr + c).to(tl.float32)
     cols = w0 + out_w
@@ -108,10 +105,7 @@ def weight_grad_kernel(x_ptr, dy_ptr, part_ptr, N, C, H, W, N_BUCKET, H_BUCKET, 
         xs = tl.load(x_ptr + (base + in_h * W)[:, None] + in_cols[None, :],
                      mask=(row_ok & (in_h >= 0) & (in_h < H))[:, None]
                      & ((in_cols >= 0) & (in_cols < W))[None, :], other=0.0)
-        if UPCAST:
-            grad = grad.to(tl.float32)
-            xs = xs.to(tl.float32)
-        acc = tl.dot(tl.trans(grad), xs, acc, input_precision=PRECISION)
+        acc = dot_acc(tl.trans(grad), xs, acc, PRECISION, UPCAST)
     # acc[w, l] pairs output column w with input column l of the halo'd row: tap j = l - w.
     diagonal = span[None, :] - tile_w[:, None]
     out = part_ptr + ((split * C + c) * K + i) * K
@@ -151,16 +145,11 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
         torch.Tensor: Output (N, C, H, W), contiguous, in the dtype of ``x``.
     """
     n, c, h, w = x.shape
-    y = torch.empty_like(x, memory_format=torch.contiguous_format)
 
     def grid(meta: dict) -> tuple[int, int]:
         return triton.cdiv(n * h, meta['BLOCK_H']) * triton.cdiv(w, meta['BLOCK_W']), c
 
-    # The bias pointer is never read without HAS_BIAS; any tensor serves as a placeholder.
-    FORWARD.launch(grid, (x, weight, weight if bias is None else bias, y), x.shape,
-                   config=config, K=weight.shape[-1], HAS_BIAS=bias is not None,
-                   PRECISION='ieee')
-    return y
+    return FORWARD.launch_conv(grid, x, weight, bias, config, PRECISION='ieee')
 
 
 def weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: int,

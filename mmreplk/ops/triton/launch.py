@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 import triton
+import triton.language as tl
 from triton.runtime.interpreter import InterpretedFunction
 
 from ..precision import fp32_convs_use_tf32, width_alignment
@@ -50,6 +51,16 @@ Grid = Callable[[dict], tuple[int, ...]]
 @triton.jit
 def _probe():
     pass
+
+
+@triton.jit
+def dot_acc(a, b, acc, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+    """``acc + a @ b`` in fp32, the operands widened to fp32 first where ``UPCAST`` says so
+    (see the module docstring). Inlined into the calling kernel."""
+    if UPCAST:
+        a = a.to(tl.float32)
+        b = b.to(tl.float32)
+    return tl.dot(a, b, acc, input_precision=PRECISION)
 
 
 def interpreting() -> bool:
@@ -123,6 +134,28 @@ class Kernel:
         # Triton's early_config_prune; the first argument is the input tensor.
         dtype = named_args[self.fn.arg_names[0]].dtype
         return [config for config in configs if self.keep(config.kwargs, dtype, constexprs)]
+
+    def launch_conv(self, grid: Grid, x: torch.Tensor, weight: torch.Tensor,
+                    bias: torch.Tensor | None, config: dict | None = None,
+                    **constants) -> torch.Tensor:
+        """Runs a "same"-padded depth-wise conv kernel ``(x, w, b, y)`` and returns ``y``.
+
+        Args:
+            grid (Grid): The grid, from the tiles chosen.
+            x (torch.Tensor): Input (N, C, H, W).
+            weight (torch.Tensor): Kernel (C, 1, K, K).
+            bias (torch.Tensor, optional): Bias (C,), or None.
+            config (dict, optional): Pinned tiles, see :meth:`launch`. Defaults to None.
+            **constants: The kernel's constexprs besides ``K`` and ``HAS_BIAS``.
+
+        Returns:
+            torch.Tensor: Output (N, C, H, W), contiguous, dtype of ``x``.
+        """
+        y = torch.empty_like(x, memory_format=torch.contiguous_format)
+        # The bias pointer is never read without HAS_BIAS; any tensor serves as a placeholder.
+        self.launch(grid, (x, weight, weight if bias is None else bias, y), x.shape,
+                    config=config, K=weight.shape[-1], HAS_BIAS=bias is not None, **constants)
+        return y
 
     def launch(self, grid: Grid, tensors: Sequence[torch.Tensor], shape: Sequence[int],
                *extra: int, config: dict | None = None, **constants) -> None:

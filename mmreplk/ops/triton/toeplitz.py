@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 
 from . import TOEPLITZ_MAX_PIXELS
-from .launch import SIZE_ARGS, Kernel, dot_precision
+from .launch import SIZE_ARGS, Kernel, dot_acc, dot_precision
 
 
 @triton.jit(do_not_specialize=SIZE_ARGS)
@@ -58,10 +58,7 @@ def forward_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W, N_BUCKET, H_BUCKET, W
                            other=0.0)
         xt = tl.load(x_ptr + plane[None, :] + p[:, None],
                      mask=(p < p_hi)[:, None] & image_ok[None, :], other=0.0)
-        if UPCAST:
-            toeplitz = toeplitz.to(tl.float32)
-            xt = xt.to(tl.float32)
-        acc = tl.dot(toeplitz, xt, acc, input_precision=PRECISION)
+        acc = dot_acc(toeplitz, xt, acc, PRECISION, UPCAST)
     if HAS_BIAS:
         acc += tl.load(b_ptr + c).to(tl.float32)
     tl.store(y_ptr + plane[None, :] + q[:, None], acc.to(y_ptr.dtype.element_ty),
@@ -96,14 +93,9 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
         torch.Tensor: Output (N, C, H, W), contiguous, dtype of ``x``.
     """
     n, c, h, w = x.shape
-    y = torch.empty_like(x, memory_format=torch.contiguous_format)
-    constants = dict(K=weight.shape[-1], HAS_BIAS=bias is not None,
-                     PRECISION=dot_precision(x.dtype), BLOCK_IMAGES=image_block(n))
 
     def grid(meta: dict) -> tuple[int, int, int]:
         return triton.cdiv(h * w, meta['BLOCK_Q']), triton.cdiv(n, meta['BLOCK_IMAGES']), c
 
-    # The bias pointer is never read without HAS_BIAS; any tensor serves as a placeholder.
-    FORWARD.launch(grid, (x, weight, weight if bias is None else bias, y), x.shape,
-                   config=config, **constants)
-    return y
+    return FORWARD.launch_conv(grid, x, weight, bias, config, PRECISION=dot_precision(x.dtype),
+                               BLOCK_IMAGES=image_block(n))

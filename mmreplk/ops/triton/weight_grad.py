@@ -28,7 +28,7 @@ import triton
 import triton.language as tl
 
 from ..precision import width_alignment
-from .launch import SIZE_ARGS, TARGET_PROGRAMS, Kernel, dot_precision
+from .launch import SIZE_ARGS, TARGET_PROGRAMS, Kernel, dot_acc, dot_precision
 
 
 @triton.jit(do_not_specialize=SIZE_ARGS + ['NUM_SPLITS'])
@@ -88,10 +88,7 @@ def weight_grad_kernel(x_ptr, dy_ptr, part_ptr, N, C, H, W, N_BUCKET, H_BUCKET, 
         xs = tl.load(x_ptr + plane[:, None] + in_h * W + in_cols[None, :],
                      mask=row_ok[:, None] & stack_ok[None, :] & (in_h >= 0) & (in_h < H),
                      other=0.0)
-        if UPCAST:
-            grad = grad.to(tl.float32)
-            xs = xs.to(tl.float32)
-        acc = tl.dot(tl.trans(xs), grad, acc, input_precision=PRECISION)
+        acc = dot_acc(tl.trans(xs), grad, acc, PRECISION, UPCAST)
     acc = tl.reshape(acc, (GROUP, SPAN, BLOCK_W))
     tap = (base + tl.arange(0, SPAN))[:, None] - out_cols[None, :] + P
     kernel_rows = i0 + tl.arange(0, GROUP)
