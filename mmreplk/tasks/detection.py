@@ -45,6 +45,9 @@ class DetectionTask(TaskAdapter):
         # mmdet 3.3.0 pastes instance masks with tensor.new_tensor(tensor), which torch advises
         # against (it copies, which is what mmdet wants); raised once per image with masks.
         KnownWarning('To copy construct from a tensor', r'mmdet\.models\.roi_heads'),
+        # mmengine's visualizer draws a predicted box or mask that reaches past the image border
+        # clipped, as wanted, and warns about it once per such instance when the overlay is saved.
+        KnownWarning(r'Warning: The (bbox|polygon) is out of bounds', r'mmengine\.visualization'),
     )
 
     def build_predictor(self, cfg: Config, checkpoint: str, device: str,
@@ -205,9 +208,10 @@ class DetPredictor(Predictor):
         """
         vis_path = out_stem.with_name(out_stem.name + VIS_SUFFIX)
         json_path = out_stem.with_name(out_stem.name + JSON_SUFFIX)
-        self.visualizer.add_datasample(out_stem.name, np.ascontiguousarray(image[..., ::-1]),
-                                       result, draw_gt=False, show=False, out_file=str(vis_path),
-                                       pred_score_thr=self.score_thr)
+        with self.task.known_warnings_filtered():
+            self.visualizer.add_datasample(out_stem.name, np.ascontiguousarray(image[..., ::-1]),
+                                           result, draw_gt=False, show=False,
+                                           out_file=str(vis_path), pred_score_thr=self.score_thr)
         json_path.write_text(json.dumps(detections_to_json(result, self.classes)))
         return [vis_path, json_path]
 
