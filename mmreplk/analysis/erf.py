@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -23,11 +22,9 @@ from mmengine.logging import MMLogger
 from torch import nn
 
 from mmreplk.apis import load_config
-from mmreplk.models import UniRepLKNet
+from mmreplk.models.backbones.base import LargeKernelBackbone
 from mmreplk.tasks import ImageReadError, build_model, input_normalization, read_image
 from mmreplk.utils import ToolError, load_weights, read_state_dict, require_dir, select_prefix
-
-_OUTPUT_NORM = re.compile(r'norm\d+\.')
 
 #: Thresholds of the paper's high-contribution area ratio table.
 THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
@@ -136,9 +133,10 @@ def load_backbone_checkpoint(backbone: nn.Module, checkpoint: str | os.PathLike)
     """Loads a whole-model checkpoint's backbone part, or a bare backbone file, into ``backbone``.
 
     Every backbone weight must be present (``'complete'`` mode of
-    :func:`~mmreplk.utils.load_weights`); extra keys (heads, a classifier) are ignored. The one
-    exception: UniRepLKNet's ImageNet files have no ``norm0..3`` (the output norms its downstream
-    models add), which then keep their initial values, as when downstream training starts.
+    :func:`~mmreplk.utils.load_weights`, or the backbone's own
+    :meth:`~mmreplk.models.backbones.base.LargeKernelBackbone.load_complete`: UniRepLKNet's
+    ImageNet files have no ``norm0..3``, which keep their initial values); extra keys (heads, a
+    classifier) are ignored.
 
     Args:
         backbone (nn.Module): Any backbone.
@@ -148,12 +146,10 @@ def load_backbone_checkpoint(backbone: nn.Module, checkpoint: str | os.PathLike)
     state_dict, _ = read_state_dict(checkpoint)
     backbone_part, _ = select_prefix(state_dict, 'backbone.')
     state_dict = backbone_part or state_dict
-    if isinstance(backbone, UniRepLKNet):
-        # ImageNet files lack the per-output norms that downstream models add; they keep their
-        # initial values, every other weight must be in the file.
-        own = backbone.state_dict()
-        state_dict = {**{key: own[key] for key in own if _OUTPUT_NORM.match(key)}, **state_dict}
-    load_weights(backbone, state_dict, 'complete', os.fspath(checkpoint))
+    if isinstance(backbone, LargeKernelBackbone):
+        backbone.load_complete(state_dict, os.fspath(checkpoint))
+    else:
+        load_weights(backbone, state_dict, 'complete', os.fspath(checkpoint))
 
 
 def contribution_map(backbone: nn.Module, image: torch.Tensor) -> np.ndarray:

@@ -2,14 +2,16 @@
 ``norm_eval``, pretrained loading and folding."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+import torch
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmreplk.models.reparameterize import reparameterize
+from mmreplk.utils import LoadReport, load_weights
 
 # The norm types that folding can merge into the preceding conv.
 FOLDABLE_NORM_TYPES = ('BN', 'BN2d', 'SyncBN', 'MMSyncBN')
@@ -83,6 +85,19 @@ class LargeKernelBackbone(BaseModule):
     def _load_pretrained(self, checkpoint: str, prefix: str | None):
         """Loads a checkpoint into the backbone and returns a report with ``summary()``."""
         raise NotImplementedError
+
+    def load_complete(self, state_dict: Mapping[str, torch.Tensor], source: str) -> LoadReport:
+        """Loads backbone-named weights that must hold every weight the family's files carry.
+
+        Args:
+            state_dict (Mapping[str, torch.Tensor]): Weights with backbone key names; extra
+                keys are ignored.
+            source (str): Where they came from, for messages.
+
+        Returns:
+            LoadReport: Loaded, missing and dropped keys.
+        """
+        return load_weights(self, state_dict, 'complete', source)
 
     def _freeze_stages(self) -> None:
         for module in self._frozen_modules():

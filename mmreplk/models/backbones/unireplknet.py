@@ -2,7 +2,7 @@
 CVPR 2024)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from mmengine.registry import MODELS
@@ -11,7 +11,8 @@ from torch import nn
 from mmreplk.models.layers import DILATED_BRANCHES, ChannelsFirstLayerNorm, UniRepLKNetBlock
 from mmreplk.models.layers.unireplk_blocks import PLAIN_KERNEL_SIZES
 from .base import LargeKernelBackbone, linear_rates
-from .unireplknet_keys import load_unireplknet_weights
+from mmreplk.utils import LoadReport
+from .unireplknet_keys import load_unireplknet_weights, match_unireplknet_state_dict
 
 ARCH_KEYS = ('depths', 'dims', 'kernel_sizes')
 
@@ -176,6 +177,11 @@ class UniRepLKNet(LargeKernelBackbone):
 
     def _load_pretrained(self, checkpoint: str, prefix: str | None):
         return load_unireplknet_weights(self, checkpoint, prefix=prefix)
+
+    def load_complete(self, state_dict: Mapping[str, torch.Tensor], source: str) -> LoadReport:
+        # ImageNet files lack the output norms that downstream models add; they keep their
+        # initial values, as when downstream training starts.
+        return match_unireplknet_state_dict(self, state_dict, source)
 
 
 def _resolve_norm_cfg(norm_cfg: dict | None, use_sync_bn: bool) -> dict:
