@@ -267,26 +267,21 @@ def guard_eval_dataset(cfg: Config, split: str) -> Config:
     return cfg
 
 
-def guard_train_dataset(cfg: Config, splits: Sequence[str] = ('train_dataloader',)) -> Config:
+def guard_train_dataset(cfg: Config) -> Config:
     """Wraps the training set of ``cfg`` in :class:`SkipBadSamples` (once).
 
     Args:
         cfg (Config): Full config (edited in place). ``max_bad_sample_fraction`` (default
             :data:`DEFAULT_MAX_BAD_FRACTION`; None turns the wrapper off) sets the share.
-        splits (Sequence[str]): Data loaders whose dataset is wrapped.
 
     Returns:
         Config: ``cfg``.
     """
     fraction = cfg.get('max_bad_sample_fraction', DEFAULT_MAX_BAD_FRACTION)
-    if fraction is None:
+    loader = cfg.get('train_dataloader')
+    if (fraction is None or not loader or not isinstance(loader.get('dataset'), dict)
+            or loader.dataset.get('type') in ('SkipBadSamples', SkipBadSamples)):
         return cfg
-    for split in splits:
-        loader = cfg.get(split)
-        if not loader or not isinstance(loader.get('dataset'), dict):
-            continue
-        if loader.dataset.get('type') in ('SkipBadSamples', SkipBadSamples):
-            continue
-        loader.dataset = dict(type='SkipBadSamples', dataset=loader.dataset,
-                              max_bad_fraction=fraction)
+    loader.dataset = dict(type='SkipBadSamples', dataset=loader.dataset,
+                          max_bad_fraction=fraction)
     return cfg

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os.path as osp
 
-from mmengine.dist import (all_gather_object, all_reduce_params, barrier, get_rank,
-                           get_world_size, is_main_process)
+from mmengine.dist import (all_gather_object, all_reduce_params, barrier, broadcast_object_list,
+                           get_rank, get_world_size, is_main_process)
 from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.hooks import CheckpointHook
 from mmengine.optim import AmpOptimWrapper, LinearLR
@@ -236,7 +236,7 @@ class CrashSafeCheckpointHook(CheckpointHook):
 
     def _raise_diverged(self, runner, terms: dict[str, float] | str) -> None:
         self.release_signals()
-        newest = find_resume_checkpoint(runner.work_dir).chosen
+        newest = _newest_intact_checkpoint(runner.work_dir)
         schedulers = runner.param_schedulers or []
         if isinstance(schedulers, dict):
             schedulers = [s for group in schedulers.values() for s in group]
@@ -290,7 +290,7 @@ class CrashSafeCheckpointHook(CheckpointHook):
         self.release_signals()
         if saved_now:
             raise TrainingInterrupted(signum, iteration, self.last_ckpt, saved=True)
-        raise TrainingInterrupted(signum, iteration, find_resume_checkpoint(runner.work_dir).chosen,
+        raise TrainingInterrupted(signum, iteration, _newest_intact_checkpoint(runner.work_dir),
                                   saved=False)
 
     def before_val(self, runner) -> None:
@@ -425,6 +425,19 @@ class CrashSafeCheckpointHook(CheckpointHook):
             elif self.file_backend.isdir(path):
                 # DeepSpeed checkpoints are folders.
                 self.file_backend.rmtree(path)
+
+
+def _newest_intact_checkpoint(work_dir: str) -> str | None:
+    """The checkpoint a stopped run resumes from, as ``--resume`` would choose it.
+
+    Collective: every rank stops at the same iteration and calls it. Choosing reads the newest
+    checkpoint whole (its CRC check, about 1.5 s per GB), so rank 0 alone does it and tells the
+    others, instead of every rank reading the same file from a shared file system within the
+    grace period before SIGKILL.
+    """
+    chosen = [find_resume_checkpoint(work_dir).chosen if is_main_process() else None]
+    broadcast_object_list(chosen)
+    return chosen[0]
 
 
 def _check_resumable(runner, checkpoint: dict) -> None:
