@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -74,10 +75,19 @@ def _bucket_size(size: int) -> int:
     return 1 << max(0, math.ceil(math.log2(max(size, 1))))
 
 
+@functools.cache
+def _cuda_model(index: int) -> str:
+    # A GPU's model is fixed for the process; asking CUDA on every call is forward-path overhead.
+    return torch.cuda.get_device_name(index)
+
+
 def device_key(device: torch.device) -> str:
     """What identifies a device's speed: its model (GPUs) or its thread count (CPUs)."""
     if device.type == 'cuda':
-        return f'cuda:{torch.cuda.get_device_name(device)}'
+        # A tensor's device always has an index; a bare 'cuda' means whichever is current.
+        model = (torch.cuda.get_device_name(device) if device.index is None else
+                 _cuda_model(device.index))
+        return f'cuda:{model}'
     if device.type == 'cpu':
         return f'cpu:{torch.get_num_threads()}threads'
     return device.type
