@@ -37,7 +37,6 @@ import contextlib
 import dataclasses
 import functools
 import json
-import math
 import os
 import statistics
 from collections import Counter
@@ -72,7 +71,7 @@ _DEVICE_ERROR_MARKS = ('CUDA error', 'Triton Error [CUDA]', 'CUDA kernel errors'
 
 
 def _bucket_size(size: int) -> int:
-    return 1 << max(0, math.ceil(math.log2(max(size, 1))))
+    return 1 << (max(size, 1) - 1).bit_length()  # exact integer arithmetic, no float log
 
 
 @functools.cache
