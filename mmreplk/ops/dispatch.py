@@ -333,6 +333,8 @@ class DepthwiseDispatcher:
         #: Buckets measured by this dispatcher (the cost of a first use).
         self.measurements = 0
         self._pinned: dict[str, str] = {}
+        #: What deterministic mode runs per bucket (the fixed order; never measured nor kept).
+        self._fixed_choices: dict[Bucket, str] = {}
         self._warned_backends: set[str] = set()
 
     @property
@@ -388,12 +390,18 @@ class DepthwiseDispatcher:
         bucket = Bucket.of(pass_name, device, dtype, kernel_size, shape)
         if bucket in self.choices:
             return self.choices[bucket].impl
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        if deterministic and bucket in self._fixed_choices:
+            return self._fixed_choices[bucket]
         candidates, skipped = self.candidates(pass_name, device, dtype, kernel_size, shape)
         if len(candidates) == 1:
             return self._keep(bucket, Choice(candidates[0], skipped=skipped,
                                              source='one candidate')).impl
-        if torch.are_deterministic_algorithms_enabled():
-            return self._fixed(device, candidates)
+        if deterministic:
+            # Not among the choices (measuring may decide once the mode is off), but remembered:
+            # asking every backend again on every call would cost more than the choice itself.
+            self._fixed_choices[bucket] = self._fixed(device, candidates)
+            return self._fixed_choices[bucket]
         if run_args is None or not self.may_measure(device):
             # Not kept: measuring may decide once it is allowed.
             known = self._published(bucket, candidates) or self._known(bucket, candidates)
