@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
-import math
 import os
 import statistics
 from collections import Counter
@@ -71,13 +71,22 @@ _DEVICE_ERROR_MARKS = ('CUDA error', 'Triton Error [CUDA]', 'CUDA kernel errors'
 
 
 def _bucket_size(size: int) -> int:
-    return 1 << max(0, math.ceil(math.log2(max(size, 1))))
+    return 1 << (max(size, 1) - 1).bit_length()  # exact integer arithmetic, no float log
+
+
+@functools.cache
+def _cuda_model(index: int) -> str:
+    # A GPU's model is fixed for the process; asking CUDA on every call is forward-path overhead.
+    return torch.cuda.get_device_name(index)
 
 
 def device_key(device: torch.device) -> str:
     """What identifies a device's speed: its model (GPUs) or its thread count (CPUs)."""
     if device.type == 'cuda':
-        return f'cuda:{torch.cuda.get_device_name(device)}'
+        # A tensor's device always has an index; a bare 'cuda' means whichever is current.
+        model = (torch.cuda.get_device_name(device) if device.index is None else
+                 _cuda_model(device.index))
+        return f'cuda:{model}'
     if device.type == 'cpu':
         return f'cpu:{torch.get_num_threads()}threads'
     return device.type
@@ -324,6 +333,8 @@ class DepthwiseDispatcher:
         #: Buckets measured by this dispatcher (the cost of a first use).
         self.measurements = 0
         self._pinned: dict[str, str] = {}
+        #: What deterministic mode runs per bucket (the fixed order; never measured nor kept).
+        self._fixed_choices: dict[Bucket, str] = {}
         self._warned_backends: set[str] = set()
 
     @property
@@ -379,12 +390,18 @@ class DepthwiseDispatcher:
         bucket = Bucket.of(pass_name, device, dtype, kernel_size, shape)
         if bucket in self.choices:
             return self.choices[bucket].impl
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        if deterministic and bucket in self._fixed_choices:
+            return self._fixed_choices[bucket]
         candidates, skipped = self.candidates(pass_name, device, dtype, kernel_size, shape)
         if len(candidates) == 1:
             return self._keep(bucket, Choice(candidates[0], skipped=skipped,
                                              source='one candidate')).impl
-        if torch.are_deterministic_algorithms_enabled():
-            return self._fixed(device, candidates)
+        if deterministic:
+            # Not among the choices (measuring may decide once the mode is off), but remembered:
+            # asking every backend again on every call would cost more than the choice itself.
+            self._fixed_choices[bucket] = self._fixed(device, candidates)
+            return self._fixed_choices[bucket]
         if run_args is None or not self.may_measure(device):
             # Not kept: measuring may decide once it is allowed.
             known = self._published(bucket, candidates) or self._known(bucket, candidates)

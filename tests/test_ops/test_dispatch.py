@@ -247,6 +247,23 @@ def test_deterministic_mode_takes_the_fixed_order_without_measuring():
     assert dispatcher.resolve('forward', 'auto', CPU, torch.float32, 7, (2, 3, 9, 9)) == 'cpu'
 
 
+def test_deterministic_mode_asks_the_backends_once_per_bucket(monkeypatch):
+    dispatcher = DepthwiseDispatcher(['nchw', 'channels_last', 'cpu'])
+    asked = []
+    candidates = dispatcher.candidates
+    monkeypatch.setattr(dispatcher, 'candidates', lambda *args: asked.append(args) or
+                        candidates(*args))
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        for size in (9, 10, 9):  # one bucket
+            assert dispatcher.resolve('forward', 'auto', CPU, torch.float32, 7,
+                                      (2, 3, size, size)) == 'cpu'
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    assert len(asked) == 1 and dispatcher.choices == {}
+
+
 def test_half_precision_on_cpu_never_measures_pytorchs_rounding_paths():
     dispatcher = DepthwiseDispatcher(['nchw', 'channels_last', 'cpu'])
     candidates, skipped = dispatcher.candidates('input_grad', CPU, torch.bfloat16, 7,
