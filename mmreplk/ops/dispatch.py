@@ -418,12 +418,17 @@ class DepthwiseDispatcher:
         """Backends ``auto`` considers for a pass, and those it skips though they could run it,
         with the reasons (backends that cannot run it are left out)."""
         candidates, skipped, unsupported = [], {}, {}
+        # A choice serves every shape of its bucket: a backend must reach the largest one too.
+        n, c, h, w = shape
+        largest = (_bucket_size(n), c, _bucket_size(h), _bucket_size(w))
         for name, backend in self._backends.items():
             why = backend.unsupported(pass_name, device, dtype, kernel_size, shape)
             if why is not None:
                 unsupported[name] = why
             elif name in self.exclude:
                 skipped[name] = f'excluded ({EXCLUDE_ENV})'
+            elif (why := backend.unsupported(pass_name, device, dtype, kernel_size, largest)):
+                skipped[name] = f'cannot run every shape of this bucket: {why}'
             elif (why := backend.auto_skip(pass_name, device, dtype, kernel_size, shape)):
                 skipped[name] = why
             else:

@@ -185,6 +185,32 @@ def test_a_forced_path_that_cannot_run_says_why():
         depthwise_conv2d(torch.randn(1, 2, 8, 8), torch.randn(2, 1, 5, 5), impl='gpu_only')
 
 
+class SmallMapsBackend(ToyBackend):
+    """Runs maps of at most 100 pixels only, like the dense-Toeplitz kernel's limit."""
+
+    def unsupported(self, pass_name, device, dtype, kernel_size, shape):
+        return 'too many pixels' if shape[2] * shape[3] > 100 else None
+
+
+def test_a_choice_serves_every_shape_of_its_bucket():
+    """9x9 fits a 100-pixel backend, but its bucket (H, W <= 16) holds 15x15, which does not:
+    auto never chooses it there, so the 15x15 call that follows runs the same, valid choice."""
+    clock = FakeClock()
+    small = SmallMapsBackend('small', delay=0.001, clock=clock)
+    other = ToyBackend('other', delay=0.2, clock=clock)
+    dispatcher = DepthwiseDispatcher([small, other], clock=clock)
+    with use_dispatcher(dispatcher):
+        depthwise_conv2d(torch.randn(1, 3, 9, 9), torch.randn(3, 1, 7, 7))
+        depthwise_conv2d(torch.randn(1, 3, 15, 15), torch.randn(3, 1, 7, 7))
+    (choice,) = dispatcher.choices.values()
+    assert choice.impl == 'other'
+    assert small.calls['forward'] == 0
+    # In a bucket whose every shape fits (H, W <= 8), the faster small-map backend wins.
+    with use_dispatcher(dispatcher):
+        depthwise_conv2d(torch.randn(1, 3, 7, 7), torch.randn(3, 1, 7, 7))
+    assert [c.impl for c in dispatcher.choices.values()] == ['other', 'small']
+
+
 def test_cpu_picks_what_it_measured():
     """The default measuring function on the dispatcher's clock: a backend 200 ms slower per
     call loses every pass, and costs two runs."""
