@@ -13,6 +13,7 @@ known to be so slow that measuring it once costs more than it can save).
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import torch
@@ -39,8 +40,10 @@ _HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 
+@functools.cache
 def triton_available() -> bool:
-    """Whether the Triton package can be imported (it ships with CUDA builds of torch)."""
+    """Whether the Triton package can be imported (it ships with CUDA builds of torch); asked
+    once, since a forced Triton impl asks on every call."""
     return importlib.util.find_spec('triton') is not None
 
 
