@@ -102,19 +102,15 @@ def fp32_convs_on_tf32(enabled: bool) -> Iterator[None]:
     """
     conv = getattr(torch.backends.cudnn, 'conv', None)
     if getattr(conv, 'fp32_precision', None) is not None:
-        previous = conv.fp32_precision
-        conv.fp32_precision = 'tf32' if enabled else 'ieee'
-        try:
-            yield
-        finally:
-            conv.fp32_precision = previous
-        return
-    previous = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = enabled
+        owner, name, value = conv, 'fp32_precision', 'tf32' if enabled else 'ieee'
+    else:
+        owner, name, value = torch.backends.cudnn, 'allow_tf32', enabled
+    previous = getattr(owner, name)
+    setattr(owner, name, value)
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32 = previous
+        setattr(owner, name, previous)
 
 
 class MarkdownReport:
