@@ -354,7 +354,7 @@ def table1_impls(device: torch.device) -> list[str]:
     return impls + ['auto']
 
 
-def table1_runs(device: torch.device, cells: Sequence[Cell], precisions: Sequence[str],
+def table1_runs(cells: Sequence[Cell], precisions: Sequence[str],
                 tf32_off_cell: bool) -> list[tuple[str, Sequence[Cell], bool]]:
     """The tables of the ``table1`` section: (precision, cells, fp32 convs on TF32).
 
@@ -380,7 +380,7 @@ def benchmark_table1(report: MarkdownReport, device: torch.device, cells: Sequen
     peak = fp32_peak_tflops(device)
     tf32_off_cell = device.type == 'cuda' if tf32_off_cell is None else tf32_off_cell
     everything = []
-    for precision, run_cells, tf32 in table1_runs(device, cells, precisions, tf32_off_cell):
+    for precision, run_cells, tf32 in table1_runs(cells, precisions, tf32_off_cell):
         with fp32_convs_on_tf32(tf32):
             results = _table1_precision(report, device, run_cells, precision, impls, batch_size,
                                         channels, depth, budget_s, warmup, runs, peak)
