@@ -266,10 +266,12 @@ def benchmark_backbone_steps(report: MarkdownReport, device: torch.device,
     rows = []
     for backbone_type, arch in backbones:
         name = backbone_name(backbone_type, arch)
+        # Built once for every precision: a step leaves the weights as they were (no optimizer)
+        # and frees the previous step's gradients before its own, outside the peak measured.
+        model = build_backbone(backbone_type, arch, device).train()
+        images = torch.randn(batch_size, 3, size, size, device=device)
         for precision in precisions:
             autocast = None if precision == 'fp32' else DTYPES[precision]
-            model = build_backbone(backbone_type, arch, device).train()
-            images = torch.randn(batch_size, 3, size, size, device=device)
             report.write(f'\n### {name} train step, {precision}'
                          f'{" autocast" if autocast else ""}, batch {batch_size} x {size}x{size}\n')
             report.write(STEP_HEADER)
@@ -282,7 +284,7 @@ def benchmark_backbone_steps(report: MarkdownReport, device: torch.device,
             with fresh_dispatcher() as dispatcher:
                 _first_use_and_second_height(report, device, dispatcher, model, images, autocast,
                                              nchw, second_height, runs, precision, rows, name)
-            del model, images
+        del model, images
     return rows
 
 
