@@ -102,19 +102,15 @@ def fp32_convs_on_tf32(enabled: bool) -> Iterator[None]:
     """
     conv = getattr(torch.backends.cudnn, 'conv', None)
     if getattr(conv, 'fp32_precision', None) is not None:
-        previous = conv.fp32_precision
-        conv.fp32_precision = 'tf32' if enabled else 'ieee'
-        try:
-            yield
-        finally:
-            conv.fp32_precision = previous
-        return
-    previous = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = enabled
+        owner, name, value = conv, 'fp32_precision', 'tf32' if enabled else 'ieee'
+    else:
+        owner, name, value = torch.backends.cudnn, 'allow_tf32', enabled
+    previous = getattr(owner, name)
+    setattr(owner, name, value)
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32 = previous
+        setattr(owner, name, previous)
 
 
 class MarkdownReport:
@@ -270,10 +266,12 @@ def benchmark_backbone_steps(report: MarkdownReport, device: torch.device,
     rows = []
     for backbone_type, arch in backbones:
         name = backbone_name(backbone_type, arch)
+        # Built once for every precision: a step leaves the weights as they were (no optimizer)
+        # and frees the previous step's gradients before its own, outside the peak measured.
+        model = build_backbone(backbone_type, arch, device).train()
+        images = torch.randn(batch_size, 3, size, size, device=device)
         for precision in precisions:
             autocast = None if precision == 'fp32' else DTYPES[precision]
-            model = build_backbone(backbone_type, arch, device).train()
-            images = torch.randn(batch_size, 3, size, size, device=device)
             report.write(f'\n### {name} train step, {precision}'
                          f'{" autocast" if autocast else ""}, batch {batch_size} x {size}x{size}\n')
             report.write(STEP_HEADER)
@@ -286,7 +284,7 @@ def benchmark_backbone_steps(report: MarkdownReport, device: torch.device,
             with fresh_dispatcher() as dispatcher:
                 _first_use_and_second_height(report, device, dispatcher, model, images, autocast,
                                              nchw, second_height, runs, precision, rows, name)
-            del model, images
+        del model, images
     return rows
 
 
@@ -358,7 +356,7 @@ def table1_impls(device: torch.device) -> list[str]:
     return impls + ['auto']
 
 
-def table1_runs(device: torch.device, cells: Sequence[Cell], precisions: Sequence[str],
+def table1_runs(cells: Sequence[Cell], precisions: Sequence[str],
                 tf32_off_cell: bool) -> list[tuple[str, Sequence[Cell], bool]]:
     """The tables of the ``table1`` section: (precision, cells, fp32 convs on TF32).
 
@@ -384,7 +382,7 @@ def benchmark_table1(report: MarkdownReport, device: torch.device, cells: Sequen
     peak = fp32_peak_tflops(device)
     tf32_off_cell = device.type == 'cuda' if tf32_off_cell is None else tf32_off_cell
     everything = []
-    for precision, run_cells, tf32 in table1_runs(device, cells, precisions, tf32_off_cell):
+    for precision, run_cells, tf32 in table1_runs(cells, precisions, tf32_off_cell):
         with fp32_convs_on_tf32(tf32):
             results = _table1_precision(report, device, run_cells, precision, impls, batch_size,
                                         channels, depth, budget_s, warmup, runs, peak)
@@ -421,6 +419,12 @@ def _table1_precision(report: MarkdownReport, device: torch.device, cells: Seque
                                   on_result=write_cell, skip_what_auto_skips=kernels)
     report.write('\n' + format_table(results, peak_tflops=peak))
     return results
+
+
+def second_image_height(size: int, second_height: int | None = None) -> int:
+    """The height of the backbone section's second image: ``second_height``, or by default
+    ``size - 32`` (asked here once, by the benchmark and by the compile count of its run)."""
+    return size - 32 if second_height is None else second_height
 
 
 def run_gpu_benchmark(report: MarkdownReport,
@@ -477,7 +481,7 @@ def run_gpu_benchmark(report: MarkdownReport,
     unknown = [p for p in precisions if p not in DTYPES]
     if unknown:
         raise ValueError(f'unknown precisions {unknown}; choose from {sorted(DTYPES)}')
-    second_height = size - 32 if second_height is None else second_height
+    second_height = second_image_height(size, second_height)
     report.write(f'## mmreplk GPU benchmark, {datetime.date.today().isoformat()}\n')
     report.write(f'{describe_device(device)}\n')
     failed: list[str] = []

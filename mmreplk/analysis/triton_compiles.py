@@ -122,12 +122,13 @@ def gpu_run_calls(sections: Sequence[str], precisions: Sequence[str],
     cuda = torch.device('cuda')
     calls: list[Call] = []
     if 'table1' in sections:
-        for precision, cells, tf32 in table1_runs(cuda, table1_cells, precisions, True):
+        impls = table1_impls(cuda)
+        kernels = [impl for impl in impls if is_triton_backend(impl)]
+        for precision, cells, tf32 in table1_runs(table1_cells, precisions, True):
             for mode, resolution, kernel_size in cells:
                 shape = (table1_batch, table1_channels, resolution, resolution)
-                kernels = [impl for impl in table1_impls(cuda) if is_triton_backend(impl)]
                 calls += [(p, shape, kernel_size, DTYPES[precision], tf32, impl)
-                          for impl in table1_impls(cuda) for p in MODE_PASSES[mode]
+                          for impl in impls for p in MODE_PASSES[mode]
                           if cell_unsupported(impl, mode, cuda, DTYPES[precision], kernel_size,
                                               shape, kernels) is None]
     for backbone_type, arch in backbones:

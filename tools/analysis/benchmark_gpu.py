@@ -114,16 +114,15 @@ def count_compiles(args: argparse.Namespace) -> int:
     if 'triton' in sys.modules:
         raise SystemExit('--count-compiles must set TRITON_INTERPRET=1 before triton is '
                          'imported; run it in a process of its own')
-    from mmreplk.analysis.gpu_benchmark import run_gpu_benchmark
+    from mmreplk.analysis.gpu_benchmark import run_gpu_benchmark, second_image_height
     from mmreplk.analysis.triton_compiles import count_compiles as count, gpu_run_calls
     defaults = inspect.signature(run_gpu_benchmark).parameters
     options = {name: param.default for name, param in defaults.items()
                if param.default is not inspect.Parameter.empty}
     options.update(run_options(args))
-    second = options['second_height']
     calls = gpu_run_calls(args.sections, args.precisions, options['backbones'],
                           options['batch_size'], options['size'],
-                          options['size'] - 32 if second is None else second,
+                          second_image_height(options['size'], options['second_height']),
                           options['table1_cells'], options['table1_batch'],
                           options['table1_channels'])
     print(count(calls).summary())

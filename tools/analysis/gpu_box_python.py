@@ -123,7 +123,8 @@ class RefusingFinder(importlib.abc.MetaPathFinder):
 
     def __init__(self, box: set[str] | None = None, wheels: set[str] = frozenset()) -> None:
         self.box = box
-        self.wheels = wheels
+        # Asked on every import: the union is taken once.
+        self.allowed = None if box is None else box | wheels
         self.owners = {module: {_normalize(d) for d in dists}
                        for module, dists in importlib.metadata.packages_distributions().items()}
 
@@ -135,7 +136,7 @@ class RefusingFinder(importlib.abc.MetaPathFinder):
             return None
         top = fullname.partition('.')[0]
         dists = self.owners.get(top)
-        if (dists and not dists & (self.box | self.wheels) and not _in_checkout(top)
+        if (dists and not dists & self.allowed and not _in_checkout(top)
                 and not self.owners.get(_importer(), set()) & self.box):
             raise ModuleNotFoundError(
                 f'{fullname} (from {sorted(dists)}) is not on the GPU box: neither GPU.md lists '
